@@ -1,0 +1,494 @@
+//! The TOML configuration: its shape, its defaults, and its validation.
+//!
+//! Unknown keys are errors, every problem names the file and the key, and
+//! every configuration error maps to exit code 78 (EX_CONFIG), so systemd's
+//! `RestartPreventExitStatus=78` never turns a typo into a crash loop.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::exit::{ExitCode, HasExitCode};
+
+/// Slack refuses more than this many Socket Mode connections per app.
+pub const MAX_CONNECTIONS: u8 = 10;
+
+/// Names the bot answers itself; operator commands may not take them.
+pub const BUILTIN_COMMANDS: &[&str] = &["help", "ping", "status"];
+
+/// A configuration problem, always naming its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not fit the schema (toml names line, column and key).
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A value parsed but is not acceptable.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl HasExitCode for ConfigError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::CONFIG
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub slack: SlackConfig,
+    pub daemon: DaemonConfig,
+    pub supervise: SuperviseConfig,
+    pub ensure: EnsureConfig,
+    pub announce: AnnounceConfig,
+    pub bot: BotConfig,
+    #[serde(rename = "command")]
+    pub commands: Vec<CommandConfig>,
+}
+
+/// `[slack]`: where Slack is and how to authenticate.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackConfig {
+    /// File holding the app-level token (`xapp-…`) used for Socket Mode.
+    pub app_token_file: Option<PathBuf>,
+    /// File holding the bot token (`xoxb-…`) used for the Web API.
+    pub bot_token_file: Option<PathBuf>,
+    /// The Web API base URL, without a trailing slash.
+    pub api_url: String,
+    /// How many Socket Mode connections to hold (1..=10).
+    pub connections: u8,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        SlackConfig {
+            app_token_file: None,
+            bot_token_file: None,
+            api_url: "https://slack.com/api".to_string(),
+            connections: 2,
+        }
+    }
+}
+
+/// `[daemon]`: files and identity of the running bot.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// The pidfile, flocked for the whole life of `run` and `daemon`.
+    pub pidfile: PathBuf,
+    /// Directory of the SQLite state (outbox, de-duplication, restart history).
+    pub state_dir: PathBuf,
+    /// User to drop privileges to in daemon mode.
+    pub user: Option<String>,
+    /// Group to drop privileges to in daemon mode.
+    pub group: Option<String>,
+    /// syslog facility for daemon mode.
+    pub syslog_facility: String,
+    /// The syslog socket for daemon mode.
+    pub syslog_socket: PathBuf,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            pidfile: PathBuf::from("/run/slackbotd/slackbotd.pid"),
+            state_dir: PathBuf::from("/var/lib/slackbotd"),
+            user: None,
+            group: None,
+            syslog_facility: "daemon".to_string(),
+            syslog_socket: PathBuf::from("/dev/log"),
+        }
+    }
+}
+
+/// `[supervise]`: health and restart timing.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuperviseConfig {
+    /// First delay before reconnecting or restarting after a failure.
+    #[serde(deserialize_with = "duration")]
+    pub backoff_initial: Duration,
+    /// Longest delay the backoff grows to.
+    #[serde(deserialize_with = "duration")]
+    pub backoff_max: Duration,
+    /// No Slack frame for this long means unhealthy: the connection is
+    /// replaced, the watchdog is no longer fed.
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat_timeout: Duration,
+    /// How long a graceful stop may take before in-flight work is abandoned.
+    #[serde(deserialize_with = "duration")]
+    pub stop_timeout: Duration,
+}
+
+impl Default for SuperviseConfig {
+    fn default() -> Self {
+        SuperviseConfig {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(90),
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[ensure]`: what the cron job checks.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnsureConfig {
+    /// The systemd unit to inspect and repair.
+    pub unit: String,
+}
+
+impl Default for EnsureConfig {
+    fn default() -> Self {
+        EnsureConfig {
+            unit: "slackbotd.service".to_string(),
+        }
+    }
+}
+
+/// `[announce]`: where restarts and crashes are reported.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnnounceConfig {
+    /// Channel ID for restart announcements; none when unset.
+    pub channel: Option<String>,
+}
+
+/// `[bot]`: limits that apply to every request.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BotConfig {
+    /// Operator commands running at once, all commands together.
+    pub max_concurrent_commands: usize,
+    /// Longest reply text, in characters; longer output is cut with a note.
+    pub reply_limit: usize,
+    /// How long an `event_id` is remembered, so a redelivery is answered once.
+    #[serde(deserialize_with = "duration")]
+    pub dedup_retention: Duration,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        BotConfig {
+            max_concurrent_commands: 8,
+            reply_limit: 3000,
+            dedup_retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// One `[[command]]`: an operator's program the bot runs on request.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    /// The word that invokes it.
+    pub name: String,
+    /// The program and its first arguments (argv, never a shell).
+    pub run: Vec<String>,
+    /// One line shown by `help`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Slack user IDs allowed to run it; everyone when absent.
+    #[serde(default)]
+    pub allow_users: Option<Vec<String>>,
+    /// Channel IDs it may run in; everywhere when absent.
+    #[serde(default)]
+    pub allow_channels: Option<Vec<String>>,
+    /// Longest run before the process group is killed.
+    #[serde(default = "default_command_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Runs of this command at once; a request beyond it is refused as busy.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Working directory [default: /].
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Run as this user (needs slackbotd to run as root).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+fn default_max_concurrent() -> usize {
+    1
+}
+
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Deserializes a human duration such as "100ms", "30s" or "5m".
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a duration such as \"100ms\", \"30s\" or \"5m\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Duration, E> {
+            humantime::parse_duration(s.trim()).map_err(|e| {
+                E::custom(format!(
+                    "invalid duration {s:?}: {e} (write e.g. \"100ms\", \"30s\" or \"5m\")"
+                ))
+            })
+        }
+    }
+    d.deserialize_str(V)
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates configuration text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.normalize();
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn normalize(&mut self) {
+        while self.slack.api_url.ends_with('/') {
+            self.slack.api_url.pop();
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        let s = &self.slack;
+        if !(1..=MAX_CONNECTIONS).contains(&s.connections) {
+            return Err(bad(
+                "slack.connections",
+                format!(
+                    "{} is out of range: Slack allows 1 to {MAX_CONNECTIONS} Socket Mode connections per app",
+                    s.connections
+                ),
+            ));
+        }
+        if !(s.api_url.starts_with("https://") || s.api_url.starts_with("http://")) {
+            return Err(bad(
+                "slack.api_url",
+                format!("{:?} is not an http:// or https:// URL", s.api_url),
+            ));
+        }
+        for (key, file) in [
+            ("slack.app_token_file", &s.app_token_file),
+            ("slack.bot_token_file", &s.bot_token_file),
+        ] {
+            if let Some(f) = file {
+                if f.as_os_str().is_empty() {
+                    return Err(bad(key, "is empty; remove the key or name a file".into()));
+                }
+            }
+        }
+        let v = &self.supervise;
+        for (key, d) in [
+            ("supervise.backoff_initial", v.backoff_initial),
+            ("supervise.backoff_max", v.backoff_max),
+            ("supervise.stop_timeout", v.stop_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(bad(key, "must be greater than zero".into()));
+            }
+        }
+        if v.backoff_max < v.backoff_initial {
+            return Err(bad(
+                "supervise.backoff_max",
+                format!(
+                    "{} is shorter than supervise.backoff_initial ({})",
+                    humantime::format_duration(v.backoff_max),
+                    humantime::format_duration(v.backoff_initial)
+                ),
+            ));
+        }
+        if v.heartbeat_timeout < Duration::from_secs(1) {
+            return Err(bad(
+                "supervise.heartbeat_timeout",
+                "must be at least 1s: the bot pings Slack three times per timeout".into(),
+            ));
+        }
+        if self.ensure.unit.trim().is_empty() {
+            return Err(bad("ensure.unit", "is empty".into()));
+        }
+        if let Some(c) = &self.announce.channel {
+            if c.trim().is_empty() {
+                return Err(bad(
+                    "announce.channel",
+                    "is empty; remove the key or name a channel ID".into(),
+                ));
+            }
+        }
+        if self.bot.max_concurrent_commands == 0 {
+            return Err(bad(
+                "bot.max_concurrent_commands",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.bot.reply_limit < 100 || self.bot.reply_limit > 39_000 {
+            return Err(bad(
+                "bot.reply_limit",
+                format!("{} is out of range: use 100 to 39000 characters (Slack cuts messages at 40000)", self.bot.reply_limit),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, c) in self.commands.iter().enumerate() {
+            let key = |field: &str| format!("command[{i}] ({}).{field}", c.name);
+            if c.name.is_empty() || c.name.chars().any(|ch| ch.is_whitespace()) {
+                return Err(bad(
+                    &format!("command[{i}].name"),
+                    format!("{:?} must be one word", c.name),
+                ));
+            }
+            let lower = c.name.to_lowercase();
+            if BUILTIN_COMMANDS.contains(&lower.as_str()) {
+                return Err(bad(
+                    &key("name"),
+                    format!("{:?} is a built-in command and cannot be redefined", c.name),
+                ));
+            }
+            if !seen.insert(lower) {
+                return Err(bad(&key("name"), format!("{:?} is defined twice", c.name)));
+            }
+            match c.run.first() {
+                None => return Err(bad(&key("run"), "is empty; give the program and its arguments".into())),
+                Some(p) if !Path::new(p).is_absolute() => {
+                    return Err(bad(
+                        &key("run"),
+                        format!("the program {p:?} must be an absolute path (commands never go through a shell or $PATH)"),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if c.timeout.is_zero() {
+                return Err(bad(&key("timeout"), "must be greater than zero".into()));
+            }
+            if c.max_concurrent == 0 {
+                return Err(bad(&key("max_concurrent"), "must be at least 1".into()));
+            }
+            if let Some(d) = &c.cwd {
+                if !d.is_absolute() {
+                    return Err(bad(
+                        &key("cwd"),
+                        format!("{} must be an absolute path", d.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The operator command with this name (case-insensitive).
+    pub fn command(&self, name: &str) -> Option<&CommandConfig> {
+        self.commands
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/test.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.slack.connections, 2);
+        assert_eq!(c.supervise.heartbeat_timeout, Duration::from_secs(90));
+        assert_eq!(c.ensure.unit, "slackbotd.service");
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let c = parse("[supervise]\nbackoff_initial = \"250ms\"\nheartbeat_timeout = \"5m\"\n")
+            .unwrap();
+        assert_eq!(c.supervise.backoff_initial, Duration::from_millis(250));
+        assert_eq!(c.supervise.heartbeat_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let e = parse("[slack]\nconection = 2\n").unwrap_err().to_string();
+        assert!(e.contains("/etc/test.toml"), "{e}");
+        assert!(e.contains("conection"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let e = parse("[supervise]\nbackoff_max = \"5 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid duration"), "{e}");
+        assert!(e.contains("backoff_max"), "{e}");
+    }
+
+    #[test]
+    fn connections_range() {
+        let e = parse("[slack]\nconnections = 11\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("slack.connections"), "{e}");
+        assert!(parse("[slack]\nconnections = 0\n").is_err());
+        assert!(parse("[slack]\nconnections = 10\n").is_ok());
+    }
+
+    #[test]
+    fn trailing_slash_is_trimmed() {
+        let c = parse("[slack]\napi_url = \"http://127.0.0.1:1/api/\"\n").unwrap();
+        assert_eq!(c.slack.api_url, "http://127.0.0.1:1/api");
+    }
+
+    #[test]
+    fn commands_are_checked() {
+        let ok = "[[command]]\nname = \"uptime\"\nrun = [\"/usr/bin/uptime\"]\n";
+        assert_eq!(
+            parse(ok).unwrap().command("UPTIME").unwrap().run[0],
+            "/usr/bin/uptime"
+        );
+        let e = parse("[[command]]\nname = \"ping\"\nrun = [\"/bin/true\"]\n").unwrap_err();
+        assert!(e.to_string().contains("built-in"), "{e}");
+        let e = parse("[[command]]\nname = \"x\"\nrun = [\"true\"]\n").unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
+        let e = parse(&format!("{ok}{ok}")).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn backoff_order() {
+        let e = parse("[supervise]\nbackoff_initial = \"5s\"\nbackoff_max = \"1s\"\n").unwrap_err();
+        assert!(e.to_string().contains("supervise.backoff_max"), "{e}");
+    }
+}

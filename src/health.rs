@@ -1,0 +1,166 @@
+//! The bot's health as one shared value: which Socket Mode connections are
+//! live, when each last heard from Slack, and when the last event arrived.
+//!
+//! The watchdog, `STATUS=` lines, the `status` built-in and (in daemon mode)
+//! the heartbeat file all read this; only the socket loops write it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+/// Shared health of the running bot.
+#[derive(Debug)]
+pub struct Health {
+    started: Instant,
+    started_wall: SystemTime,
+    heartbeat_timeout_ms: AtomicU64,
+    inner: Mutex<Inner>,
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    conns: HashMap<u64, Instant>,
+    last_event: Option<Instant>,
+    events: u64,
+    hellos: u64,
+}
+
+/// A copy of the health at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSnapshot {
+    /// Connections that said hello and have not ended.
+    pub connections: usize,
+    /// Of those, how many heard from Slack within the heartbeat timeout.
+    pub fresh: usize,
+    /// Age of the newest frame on any connection.
+    pub freshest_frame_age: Option<Duration>,
+    /// Age of the last envelope (event, command, interaction).
+    pub last_event_age: Option<Duration>,
+    /// Envelopes received since start.
+    pub events: u64,
+    /// Time since the process started.
+    pub uptime: Duration,
+    /// Whether any connection has said hello yet.
+    pub ever_connected: bool,
+}
+
+impl HealthSnapshot {
+    /// Healthy means at least one connection heard from Slack recently.
+    pub fn healthy(&self) -> bool {
+        self.fresh > 0
+    }
+}
+
+impl Health {
+    /// A new health record with the given heartbeat timeout.
+    pub fn new(heartbeat_timeout: Duration) -> Health {
+        Health {
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+            heartbeat_timeout_ms: AtomicU64::new(heartbeat_timeout.as_millis() as u64),
+            inner: Mutex::new(Inner::default()),
+            changed: watch::Sender::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The heartbeat timeout in force.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes the heartbeat timeout (on reload).
+    pub fn set_heartbeat_timeout(&self, d: Duration) {
+        self.heartbeat_timeout_ms
+            .store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// When the process started (wall clock).
+    pub fn started_at(&self) -> SystemTime {
+        self.started_wall
+    }
+
+    /// A connection said hello.
+    pub fn connected(&self, id: u64) {
+        let mut g = self.lock();
+        g.conns.insert(id, Instant::now());
+        g.hellos += 1;
+        drop(g);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// A connection received a frame (any frame: event, ping, pong).
+    pub fn frame(&self, id: u64) {
+        if let Some(t) = self.lock().conns.get_mut(&id) {
+            *t = Instant::now();
+        }
+    }
+
+    /// An envelope arrived.
+    pub fn event(&self) {
+        let mut g = self.lock();
+        g.last_event = Some(Instant::now());
+        g.events += 1;
+    }
+
+    /// A connection ended.
+    pub fn disconnected(&self, id: u64) {
+        let removed = self.lock().conns.remove(&id).is_some();
+        if removed {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Age of the newest frame on connection `id`, if it is live.
+    pub fn frame_age(&self, id: u64) -> Option<Duration> {
+        self.lock().conns.get(&id).map(Instant::elapsed)
+    }
+
+    /// The health now.
+    pub fn snapshot(&self) -> HealthSnapshot {
+        let timeout = self.heartbeat_timeout();
+        let g = self.lock();
+        let ages: Vec<Duration> = g.conns.values().map(Instant::elapsed).collect();
+        HealthSnapshot {
+            connections: ages.len(),
+            fresh: ages.iter().filter(|a| **a <= timeout).count(),
+            freshest_frame_age: ages.iter().min().copied(),
+            last_event_age: g.last_event.map(|t| t.elapsed()),
+            events: g.events,
+            uptime: self.started.elapsed(),
+            ever_connected: g.hellos > 0,
+        }
+    }
+
+    /// A receiver that wakes whenever a connection comes or goes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_connections_are_not_fresh() {
+        let h = Health::new(Duration::from_millis(30));
+        assert!(!h.snapshot().healthy());
+        h.connected(1);
+        assert!(h.snapshot().healthy());
+        std::thread::sleep(Duration::from_millis(50));
+        let s = h.snapshot();
+        assert_eq!((s.connections, s.fresh), (1, 0));
+        h.frame(1);
+        assert!(h.snapshot().healthy());
+        h.disconnected(1);
+        assert_eq!(h.snapshot().connections, 0);
+    }
+}

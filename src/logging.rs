@@ -1,0 +1,100 @@
+//! Where log lines go: stderr in the foreground (with syslog priority
+//! prefixes that journald understands when stderr is the journal), a quiet
+//! stderr for the console.
+//!
+//! The level comes from `$SLACKBOTD_LOG` (e.g. `debug`, or
+//! `info,slackbotd::slack=debug`), default `info`.
+
+use std::fmt;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+fn filter(default: &str) -> Targets {
+    let spec = std::env::var("SLACKBOTD_LOG").unwrap_or_else(|_| default.to_string());
+    spec.parse::<Targets>().unwrap_or_else(|e| {
+        eprintln!("slackbotd: ignoring SLACKBOTD_LOG={spec:?}: {e}");
+        default.parse().expect("default filter parses")
+    })
+}
+
+/// The syslog severity of a tracing level (RFC 5424 numbers).
+pub fn severity(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+/// `<N>message fields`, the sd-daemon(3) prefix journald turns into a priority.
+struct JournalFormat;
+
+impl<S, N> FormatEvent<S, N> for JournalFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(w, "<{}>", severity(event.metadata().level()))?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
+/// True when stderr is connected to the journal (`$JOURNAL_STREAM` matches it).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(js) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = js.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+}
+
+/// Logging for the foreground modes.
+pub fn init_stderr() {
+    let registry = tracing_subscriber::registry().with(filter("info"));
+    if stderr_is_journal() {
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .event_format(JournalFormat);
+        let _ = registry.with(layer).try_init();
+    } else {
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false);
+        let _ = registry.with(layer).try_init();
+    }
+}
+
+/// Logging for interactive commands: warnings and errors only, plain.
+pub fn init_quiet() {
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false);
+    let _ = tracing_subscriber::registry()
+        .with(filter("warn"))
+        .with(layer)
+        .try_init();
+}

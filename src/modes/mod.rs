@@ -1,0 +1,72 @@
+//! One file per subcommand. `main` parses the command line and calls
+//! [`dispatch`]; each mode returns `Ok` or a [`Failure`] carrying its exit code.
+
+pub mod check;
+pub mod console;
+pub mod run;
+
+use std::fmt;
+
+use crate::cli::{Cli, Command};
+use crate::exit::{ExitCode, HasExitCode};
+
+/// A failed command: what to print and which code to exit with.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub code: ExitCode,
+    /// The message, already in words an administrator understands.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with an explicit code.
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl<E: HasExitCode + fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Runs the chosen subcommand and returns the process exit code.
+pub fn dispatch(cli: Cli) -> i32 {
+    let source = cli.config_source();
+    let result = match cli.command {
+        Command::Run => run::run(&source),
+        Command::Check => check::check(&source),
+        Command::Console => console::console(&source),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("slackbotd: {}", f.message);
+            }
+            f.code.code()
+        }
+    }
+}
+
+/// Builds the async runtime, after any forking is done.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                ExitCode::OSERR,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })
+}

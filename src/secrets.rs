@@ -1,0 +1,305 @@
+//! Slack tokens: where they come from, how they are checked, and a type that
+//! never prints them.
+//!
+//! Sources, in order: the `*_token_file` paths of `[slack]`, then systemd's
+//! `$CREDENTIALS_DIRECTORY/slack-app-token` and `slack-bot-token`
+//! (`LoadCredential=`), then `$SLACK_APP_TOKEN` and `$SLACK_BOT_TOKEN`.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::SlackConfig;
+use crate::exit::{ExitCode, HasExitCode};
+
+/// A secret token. `Debug` and `Display` show only its kind, never its value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = self.0.split('-').next().unwrap_or("");
+        write!(f, "Token({prefix}-…redacted)")
+    }
+}
+
+/// Which token a value is meant to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// The app-level token (`xapp-…`) that opens Socket Mode connections.
+    App,
+    /// The bot token (`xoxb-…`) for the Web API.
+    Bot,
+}
+
+impl TokenKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            TokenKind::App => "xapp-",
+            TokenKind::Bot => "xoxb-",
+        }
+    }
+    fn config_key(self) -> &'static str {
+        match self {
+            TokenKind::App => "slack.app_token_file",
+            TokenKind::Bot => "slack.bot_token_file",
+        }
+    }
+    fn credential(self) -> &'static str {
+        match self {
+            TokenKind::App => "slack-app-token",
+            TokenKind::Bot => "slack-bot-token",
+        }
+    }
+    fn env(self) -> &'static str {
+        match self {
+            TokenKind::App => "SLACK_APP_TOKEN",
+            TokenKind::Bot => "SLACK_BOT_TOKEN",
+        }
+    }
+    fn describe(self) -> &'static str {
+        match self {
+            TokenKind::App => {
+                "the app-level token (xapp-…) from the app's Basic Information page, \
+                 App-Level Tokens, with the connections:write scope"
+            }
+            TokenKind::Bot => {
+                "the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page"
+            }
+        }
+    }
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenKind::App => "app token",
+            TokenKind::Bot => "bot token",
+        })
+    }
+}
+
+/// Where a token was read from, for messages (never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A file named in the configuration.
+    File(PathBuf),
+    /// A systemd credential.
+    Credential(PathBuf),
+    /// An environment variable.
+    Env(&'static str),
+}
+
+impl fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSource::File(p) => write!(f, "{}", p.display()),
+            TokenSource::Credential(p) => write!(f, "systemd credential {}", p.display()),
+            TokenSource::Env(v) => write!(f, "${v}"),
+        }
+    }
+}
+
+/// A token problem. All of them are configuration errors (exit 78).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "no {kind} found: set {key} in the configuration, or provide the systemd \
+         credential {cred}, or ${env}; it must be {what}",
+        key = .kind.config_key(), cred = .kind.credential(), env = .kind.env(), what = .kind.describe()
+    )]
+    Missing { kind: TokenKind },
+    #[error("cannot read the {kind} from {source_}: {err}")]
+    Unreadable {
+        kind: TokenKind,
+        source_: TokenSource,
+        err: std::io::Error,
+    },
+    #[error(
+        "the {kind} file {} is readable by group or others (mode {mode:04o}); \
+         run: chmod 600 {}", .path.display(), .path.display()
+    )]
+    Exposed {
+        kind: TokenKind,
+        path: PathBuf,
+        mode: u32,
+    },
+    #[error("the {kind} from {source_} is empty; it must be {what}", what = .kind.describe())]
+    Empty {
+        kind: TokenKind,
+        source_: TokenSource,
+    },
+    #[error(
+        "the {kind} from {source_} is a {found}, but this place needs {what}",
+        what = .kind.describe()
+    )]
+    WrongKind {
+        kind: TokenKind,
+        source_: TokenSource,
+        found: &'static str,
+    },
+    #[error(
+        "the {kind} from {source_} does not look like a Slack token \
+         (it should start with {prefix}); it must be {what}",
+        prefix = .kind.prefix(), what = .kind.describe()
+    )]
+    Malformed {
+        kind: TokenKind,
+        source_: TokenSource,
+    },
+}
+
+impl HasExitCode for TokenError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::CONFIG
+    }
+}
+
+/// Both tokens the bot needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    /// The app-level token for Socket Mode.
+    pub app: Token,
+    /// The bot token for the Web API.
+    pub bot: Token,
+}
+
+impl Tokens {
+    /// Loads both tokens from their sources, in SPEC's order.
+    pub fn load(slack: &SlackConfig) -> Result<Tokens, TokenError> {
+        let app = load_one(TokenKind::App, slack.app_token_file.as_deref())?;
+        let bot = load_one(TokenKind::Bot, slack.bot_token_file.as_deref())?;
+        Ok(Tokens { app, bot })
+    }
+}
+
+fn load_one(kind: TokenKind, file: Option<&Path>) -> Result<Token, TokenError> {
+    if let Some(path) = file {
+        let raw = read_private_file(kind, path, TokenSource::File(path.to_path_buf()))?;
+        return validate(kind, &raw, TokenSource::File(path.to_path_buf()));
+    }
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
+        let path = Path::new(&dir).join(kind.credential());
+        if path.exists() {
+            let src = TokenSource::Credential(path.clone());
+            let raw = std::fs::read_to_string(&path).map_err(|err| TokenError::Unreadable {
+                kind,
+                source_: src.clone(),
+                err,
+            })?;
+            return validate(kind, &raw, src);
+        }
+    }
+    match std::env::var(kind.env()) {
+        Ok(raw) => validate(kind, &raw, TokenSource::Env(kind.env())),
+        Err(_) => Err(TokenError::Missing { kind }),
+    }
+}
+
+fn read_private_file(kind: TokenKind, path: &Path, src: TokenSource) -> Result<String, TokenError> {
+    let unreadable = |err| TokenError::Unreadable {
+        kind,
+        source_: src.clone(),
+        err,
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o044 != 0 {
+        return Err(TokenError::Exposed {
+            kind,
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    std::fs::read_to_string(path).map_err(unreadable)
+}
+
+fn validate(kind: TokenKind, raw: &str, source_: TokenSource) -> Result<Token, TokenError> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Err(TokenError::Empty { kind, source_ });
+    }
+    if t.starts_with(kind.prefix()) && !t.chars().any(char::is_whitespace) {
+        return Ok(Token(t.to_string()));
+    }
+    let found = if t.starts_with("xoxb-") {
+        "bot token (xoxb-…)"
+    } else if t.starts_with("xapp-") {
+        "app-level token (xapp-…)"
+    } else if t.starts_with("xoxp-") {
+        "user token (xoxp-…)"
+    } else {
+        return Err(TokenError::Malformed { kind, source_ });
+    };
+    Err(TokenError::WrongKind {
+        kind,
+        source_,
+        found,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let t = Token("xoxb-123-secretvalue".into());
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("secretvalue"), "{shown}");
+        assert!(shown.contains("xoxb"), "{shown}");
+    }
+
+    #[test]
+    fn trims_and_checks_kind() {
+        let src = || TokenSource::Env("X");
+        assert_eq!(
+            validate(TokenKind::App, "  xapp-1-abc\n", src())
+                .unwrap()
+                .expose(),
+            "xapp-1-abc"
+        );
+        let e = validate(TokenKind::App, "xoxb-1-abc\n", src())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bot token (xoxb-…)") && e.contains("app-level token"),
+            "{e}"
+        );
+        let e = validate(TokenKind::Bot, "hello", src())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not look like a Slack token"), "{e}");
+        assert!(matches!(
+            validate(TokenKind::Bot, " \n", src()),
+            Err(TokenError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn group_readable_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("slackbotd-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("bot");
+        std::fs::write(&f, "xoxb-1-x\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = load_one(TokenKind::Bot, Some(&f)).unwrap_err().to_string();
+        assert!(
+            e.contains("readable by group or others") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            load_one(TokenKind::Bot, Some(&f)).unwrap().expose(),
+            "xoxb-1-x"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

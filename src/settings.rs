@@ -1,0 +1,62 @@
+//! The live settings of a running bot: the configuration and the Web API
+//! client built from it, swapped as one value when SIGHUP reloads them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::{Config, ConfigError};
+use crate::secrets::{TokenError, Tokens};
+use crate::slack::web::{Identity, SlackWeb};
+
+/// One generation of settings.
+#[derive(Debug)]
+pub struct Settings {
+    /// Where the configuration was read from.
+    pub path: PathBuf,
+    /// The configuration.
+    pub config: Config,
+    /// A Web API client with this generation's tokens.
+    pub web: SlackWeb,
+    /// Who the bot is, once `auth.test` answered (empty before).
+    pub identity: Identity,
+}
+
+/// A configuration or token problem while loading settings.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+impl crate::exit::HasExitCode for LoadError {
+    fn exit_code(&self) -> crate::exit::ExitCode {
+        crate::exit::ExitCode::CONFIG
+    }
+}
+
+impl Settings {
+    /// Reads the configuration and tokens.
+    pub fn load(path: &Path) -> Result<Settings, LoadError> {
+        let config = Config::load(path)?;
+        Settings::from_config(path, config)
+    }
+
+    /// Reads the tokens for an already parsed configuration.
+    pub fn from_config(path: &Path, config: Config) -> Result<Settings, LoadError> {
+        let tokens = Tokens::load(&config.slack)?;
+        let web = SlackWeb::new(&config.slack.api_url, &tokens);
+        Ok(Settings {
+            path: path.to_path_buf(),
+            config,
+            web,
+            identity: Identity::default(),
+        })
+    }
+}
+
+/// Receives each new generation of settings.
+pub type SettingsRx = watch::Receiver<Arc<Settings>>;

@@ -1,0 +1,322 @@
+//! One Socket Mode connection: open it, then drive it.
+//!
+//! The loop acknowledges every envelope the moment it arrives, before anything
+//! looks at its payload, and hands the envelope on through a channel, so no
+//! handler can ever delay an ack. It pings Slack four times per heartbeat
+//! timeout and reports the connection stale when nothing at all (event, ping
+//! or pong) arrived for a whole timeout: that is how a half-open TCP link is
+//! found. It never reconnects by itself: the pool decides that.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::envelope::{ack, parse_frame, salvage_envelope_id, Envelope, Frame};
+use super::web::{SlackWeb, WebError};
+use crate::health::Health;
+
+/// The WebSocket type of a Socket Mode connection.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a write (ack, ping, close) may take before the link counts as dead.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An envelope as it arrived, with where and when.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The envelope (already acknowledged).
+    pub envelope: Envelope,
+    /// Which connection it came on.
+    pub conn_id: u64,
+    /// When it arrived.
+    pub received: Instant,
+}
+
+/// What Slack said in its `hello`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hello {
+    /// Slack's host for this socket.
+    pub host: Option<String>,
+    /// Connections Slack counts for this app.
+    pub num_connections: Option<u64>,
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// `apps.connections.open` failed.
+    #[error(transparent)]
+    Web(#[from] WebError),
+    /// The WebSocket handshake failed.
+    #[error("cannot open the Socket Mode WebSocket at {url}: {detail}")]
+    Connect { url: String, detail: String },
+    /// The socket opened but never said hello.
+    #[error("the Socket Mode connection did not say hello: {0}")]
+    NoHello(String),
+    /// Slack disabled Socket Mode for this app.
+    #[error("Slack answered link_disabled: Socket Mode is turned off for this app (enable it under Settings → Socket Mode)")]
+    LinkDisabled,
+}
+
+impl OpenError {
+    /// How long Slack asked us to wait, when it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            OpenError::Web(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// The URL without its query (the ticket), for logs.
+fn loggable(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_string()
+}
+
+/// Asks Slack for a socket URL, connects, and waits for `hello`.
+pub async fn open(web: &SlackWeb, hello_timeout: Duration) -> Result<(Ws, Hello), OpenError> {
+    let url = web.open_socket_url().await?;
+    let connect = tokio_tungstenite::connect_async(url.as_str());
+    let (mut ws, _) = match tokio::time::timeout(hello_timeout, connect).await {
+        Err(_) => {
+            return Err(OpenError::Connect {
+                url: loggable(&url),
+                detail: format!("no answer within {}s", hello_timeout.as_secs()),
+            })
+        }
+        Ok(Err(e)) => {
+            return Err(OpenError::Connect {
+                url: loggable(&url),
+                detail: e.to_string(),
+            })
+        }
+        Ok(Ok(pair)) => pair,
+    };
+    let deadline = tokio::time::Instant::now() + hello_timeout;
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => {
+                return Err(OpenError::NoHello(format!(
+                    "nothing within {}s",
+                    hello_timeout.as_secs()
+                )))
+            }
+            Ok(None) => return Err(OpenError::NoHello("closed by Slack".into())),
+            Ok(Some(Err(e))) => return Err(OpenError::NoHello(e.to_string())),
+            Ok(Some(Ok(m))) => m,
+        };
+        let Message::Text(text) = msg else { continue };
+        match parse_frame(&text) {
+            Ok(Frame::Hello {
+                host,
+                num_connections,
+            }) => {
+                return Ok((
+                    ws,
+                    Hello {
+                        host,
+                        num_connections,
+                    },
+                ))
+            }
+            Ok(Frame::Disconnect { reason }) if reason == "link_disabled" => {
+                return Err(OpenError::LinkDisabled)
+            }
+            Ok(Frame::Disconnect { reason }) => {
+                return Err(OpenError::NoHello(format!(
+                    "disconnect ({reason}) before hello"
+                )))
+            }
+            Ok(other) => tracing::debug!("frame before hello ignored: {other:?}"),
+            Err(e) => tracing::warn!("frame before hello ignored: {e}"),
+        }
+    }
+}
+
+/// What a running connection tells its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// Slack sent `disconnect` with this reason; it will close the socket soon.
+    Disconnect(String),
+    /// Nothing arrived for longer than the heartbeat timeout.
+    Stale(Duration),
+    /// The connection is gone, and why.
+    Ended(String),
+}
+
+/// The owner's side of a running connection. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct ConnHandle {
+    /// The connection's number, unique in this process.
+    pub id: u64,
+    /// When it said hello.
+    pub opened: Instant,
+    /// Signals from the connection.
+    pub signals: mpsc::UnboundedReceiver<Signal>,
+    close: Option<oneshot::Sender<()>>,
+}
+
+impl ConnHandle {
+    /// Closes the connection (a WebSocket close frame, then the TCP link).
+    pub fn close(mut self) {
+        if let Some(tx) = self.close.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Runs an opened connection in its own task.
+pub fn spawn(
+    id: u64,
+    ws: Ws,
+    health: Arc<Health>,
+    inbound: mpsc::UnboundedSender<Inbound>,
+) -> ConnHandle {
+    let (sig_tx, sig_rx) = mpsc::unbounded_channel();
+    let (close_tx, close_rx) = oneshot::channel();
+    health.connected(id);
+    tokio::spawn(drive(id, ws, health, inbound, sig_tx, close_rx));
+    ConnHandle {
+        id,
+        opened: Instant::now(),
+        signals: sig_rx,
+        close: Some(close_tx),
+    }
+}
+
+async fn send(
+    sink: &mut futures_util::stream::SplitSink<Ws, Message>,
+    m: Message,
+) -> Result<(), String> {
+    match tokio::time::timeout(SEND_TIMEOUT, sink.send(m)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "a write did not complete within {}s",
+            SEND_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+async fn drive(
+    id: u64,
+    ws: Ws,
+    health: Arc<Health>,
+    inbound: mpsc::UnboundedSender<Inbound>,
+    signals: mpsc::UnboundedSender<Signal>,
+    mut close: oneshot::Receiver<()>,
+) {
+    let (mut sink, mut stream) = ws.split();
+    let heartbeat = health.heartbeat_timeout();
+    let ping_every = heartbeat / 4;
+    let mut ticker = tokio::time::interval(
+        (heartbeat / 10).clamp(Duration::from_millis(20), Duration::from_secs(1)),
+    );
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_ping = Instant::now();
+    let mut stale_reported = false;
+    let mut pings = 0u64;
+
+    let why: String = loop {
+        tokio::select! {
+            biased;
+            _ = &mut close => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(None))).await;
+                break "closed by slackbotd".to_string();
+            }
+            msg = stream.next() => {
+                let msg = match msg {
+                    None => break "closed by Slack".to_string(),
+                    Some(Err(e)) => break format!("read failed: {e}"),
+                    Some(Ok(m)) => m,
+                };
+                health.frame(id);
+                match msg {
+                    Message::Text(text) => {
+                        if let Err(e) = on_text(id, &text, &mut sink, &health, &inbound, &signals).await {
+                            break e;
+                        }
+                    }
+                    Message::Binary(b) => tracing::warn!(conn = id, "ignoring a binary frame of {} bytes", b.len()),
+                    Message::Close(frame) => {
+                        break match frame {
+                            Some(f) => format!("Slack closed the connection ({} {})", f.code, f.reason),
+                            None => "Slack closed the connection".to_string(),
+                        };
+                    }
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                }
+            }
+            _ = ticker.tick() => {
+                let age = health.frame_age(id).unwrap_or_default();
+                if age > health.heartbeat_timeout() && !stale_reported {
+                    stale_reported = true;
+                    let _ = signals.send(Signal::Stale(age));
+                }
+                if last_ping.elapsed() >= ping_every {
+                    pings += 1;
+                    last_ping = Instant::now();
+                    if let Err(e) = send(&mut sink, Message::Ping(pings.to_be_bytes().to_vec().into())).await {
+                        break format!("ping failed: {e}");
+                    }
+                }
+            }
+        }
+    };
+    health.disconnected(id);
+    let _ = signals.send(Signal::Ended(why));
+}
+
+/// Handles one text frame: ack first, then hand on.
+async fn on_text(
+    id: u64,
+    text: &str,
+    sink: &mut futures_util::stream::SplitSink<Ws, Message>,
+    health: &Health,
+    inbound: &mpsc::UnboundedSender<Inbound>,
+    signals: &mpsc::UnboundedSender<Signal>,
+) -> Result<(), String> {
+    match parse_frame(text) {
+        Ok(Frame::Envelope(envelope)) => {
+            send(sink, Message::Text(ack(&envelope.envelope_id).into()))
+                .await
+                .map_err(|e| format!("ack failed: {e}"))?;
+            health.event();
+            tracing::debug!(conn = id, envelope = %envelope.envelope_id, kind = envelope.kind.as_str(), retry = envelope.retry_attempt, "envelope acknowledged");
+            let _ = inbound.send(Inbound {
+                envelope,
+                conn_id: id,
+                received: Instant::now(),
+            });
+        }
+        Ok(Frame::Disconnect { reason }) => {
+            tracing::info!(conn = id, "Slack sent disconnect ({reason})");
+            let _ = signals.send(Signal::Disconnect(reason));
+        }
+        Ok(Frame::Hello { .. }) => {
+            tracing::debug!(conn = id, "a second hello on one connection, ignored")
+        }
+        Ok(Frame::Unknown { kind, envelope_id }) => {
+            tracing::warn!(conn = id, "ignoring a frame of unknown type {kind:?}");
+            if let Some(eid) = envelope_id {
+                send(sink, Message::Text(ack(&eid).into()))
+                    .await
+                    .map_err(|e| format!("ack failed: {e}"))?;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(conn = id, "ignoring a frame that does not parse: {e}");
+            if let Some(eid) = salvage_envelope_id(text) {
+                send(sink, Message::Text(ack(&eid).into()))
+                    .await
+                    .map_err(|e| format!("ack failed: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! The Slack Web API, through slack-morphism's client.
+//!
+//! The connector speaks http1 and http2 over plain http or TLS, so the same
+//! code reaches slack.com and a local fake. Every call has a deadline (hyper's
+//! client has none of its own), and every failure is sorted into a
+//! [`WebError`] that says whether to retry, to wait, or to stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use crate::exit::{ExitCode, HasExitCode};
+use crate::secrets::{Token, Tokens};
+
+/// The slack-morphism connector type used everywhere.
+pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+/// How long one Web API call may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed Web API call, sorted by what the caller should do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WebError {
+    /// Slack answered `ok: false`.
+    #[error("{method}: Slack answered {code}{}", explain(.code).map(|e| format!(" ({e})")).unwrap_or_default())]
+    Api { method: &'static str, code: String },
+    /// HTTP 429: wait `retry_after` before the next call.
+    #[error("{method}: rate-limited by Slack (retry after {})", .retry_after.map(|d| format!("{}s", d.as_secs())).unwrap_or_else(|| "an unspecified delay".into()))]
+    RateLimited {
+        method: &'static str,
+        retry_after: Option<Duration>,
+    },
+    /// A non-200 HTTP status.
+    #[error("{method}: HTTP status {status}")]
+    Http { method: &'static str, status: u16 },
+    /// The request did not complete: DNS, TCP, TLS, or the deadline.
+    #[error("{method}: cannot reach Slack at {url}: {detail}")]
+    Unreachable {
+        method: &'static str,
+        url: String,
+        detail: String,
+    },
+    /// Slack's answer did not parse.
+    #[error("{method}: unexpected answer from Slack: {detail}")]
+    Protocol {
+        method: &'static str,
+        detail: String,
+    },
+}
+
+/// Plain words for the Slack error codes an administrator meets first.
+pub fn explain(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "invalid_auth" => "the token is wrong, belongs to another workspace, or was regenerated",
+        "not_authed" => "no token was sent",
+        "token_revoked" => "the token was revoked, or the app was uninstalled from the workspace",
+        "token_expired" => "the token has expired; rotate it",
+        "account_inactive" => "the bot's user was deactivated or the app uninstalled",
+        "not_allowed_token_type" => {
+            "the wrong kind of token was used: Socket Mode needs the app-level xapp- token, the Web API the bot xoxb- token"
+        }
+        "missing_scope" => "the app lacks an OAuth scope this call needs; add it and reinstall the app",
+        "channel_not_found" => "no such channel, or the bot cannot see it",
+        "not_in_channel" => "the bot is not a member of the channel; invite it with /invite",
+        "is_archived" => "the channel is archived",
+        "msg_too_long" => "the message is longer than Slack accepts",
+        "ratelimited" => "too many requests; Slack asks to slow down",
+        _ => return None,
+    })
+}
+
+impl WebError {
+    /// True when the credentials themselves are bad: retrying cannot help.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, WebError::Api { code, .. } if is_auth_code(code))
+    }
+
+    /// True when this exact request will never succeed.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            WebError::Api { code, .. } => {
+                code != "ratelimited"
+                    && code != "internal_error"
+                    && code != "fatal_error"
+                    && code != "request_timeout"
+                    && code != "service_unavailable"
+            }
+            WebError::Http { status, .. } => {
+                (400..500).contains(status) && *status != 408 && *status != 429
+            }
+            _ => false,
+        }
+    }
+
+    /// How long Slack asked us to wait, when it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            WebError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The Slack error code, for `ok: false` answers.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            WebError::Api { code, .. } => Some(code),
+            WebError::RateLimited { .. } => Some("ratelimited"),
+            _ => None,
+        }
+    }
+}
+
+/// Codes that mean the token is unusable.
+pub fn is_auth_code(code: &str) -> bool {
+    matches!(
+        code,
+        "invalid_auth"
+            | "not_authed"
+            | "token_revoked"
+            | "token_expired"
+            | "account_inactive"
+            | "not_allowed_token_type"
+    )
+}
+
+impl HasExitCode for WebError {
+    fn exit_code(&self) -> ExitCode {
+        if self.is_auth_failure() {
+            ExitCode::CONFIG
+        } else if matches!(
+            self,
+            WebError::RateLimited { .. } | WebError::Unreachable { .. }
+        ) {
+            ExitCode::TEMPFAIL
+        } else {
+            ExitCode::UNAVAILABLE
+        }
+    }
+}
+
+/// Who the bot is, from `auth.test`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    /// The bot's user ID (`U…`), to recognise its own messages and mentions.
+    pub user_id: String,
+    /// The bot ID (`B…`), carried by the bot's own messages.
+    pub bot_id: Option<String>,
+    /// The bot's user name.
+    pub user: Option<String>,
+    /// The workspace ID.
+    pub team_id: String,
+    /// The workspace name.
+    pub team: String,
+}
+
+/// A message to post.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutgoingMessage {
+    /// Channel ID.
+    pub channel: String,
+    /// The text (Slack mrkdwn).
+    pub text: String,
+    /// Reply in this thread.
+    pub thread_ts: Option<String>,
+    /// An idempotency key carried in the message metadata.
+    pub idempotency_key: Option<String>,
+}
+
+/// The Slack Web API for one pair of tokens.
+#[derive(Clone)]
+pub struct SlackWeb {
+    client: Arc<SlackClient<Connector>>,
+    api_url: String,
+    bot: SlackApiToken,
+    app: SlackApiToken,
+}
+
+impl std::fmt::Debug for SlackWeb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackWeb")
+            .field("api_url", &self.api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an http1+http2, http+https connector with the system's CA roots.
+/// Without CA roots only plain-http URLs work; an https URL then fails with
+/// a clear error on the first call.
+fn connector(api_url: &str) -> Connector {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match builder.with_native_roots() {
+        Ok(b) => b,
+        Err(e) => {
+            if api_url.starts_with("https://") {
+                tracing::warn!(
+                    "no CA certificates found ({e}); install the ca-certificates package"
+                );
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let tls = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
+        }
+    };
+    let https = builder
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url)
+}
+
+fn api_token(t: &Token) -> SlackApiToken {
+    SlackApiToken::new(SlackApiTokenValue::new(t.expose().to_string()))
+}
+
+impl SlackWeb {
+    /// A client for `api_url` (no trailing slash) with these tokens.
+    pub fn new(api_url: &str, tokens: &Tokens) -> SlackWeb {
+        SlackWeb {
+            client: Arc::new(SlackClient::new(connector(api_url))),
+            api_url: api_url.to_string(),
+            bot: api_token(&tokens.bot),
+            app: api_token(&tokens.app),
+        }
+    }
+
+    /// The base URL this client talks to.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    async fn call<T>(
+        &self,
+        method: &'static str,
+        fut: impl std::future::Future<Output = ClientResult<T>>,
+    ) -> Result<T, WebError> {
+        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+            Err(_) => Err(WebError::Unreachable {
+                method,
+                url: self.api_url.clone(),
+                detail: format!("no answer within {}s", CALL_TIMEOUT.as_secs()),
+            }),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.sort(method, e)),
+        }
+    }
+
+    fn sort(&self, method: &'static str, e: SlackClientError) -> WebError {
+        match e {
+            SlackClientError::ApiError(a) => WebError::Api {
+                method,
+                code: a.code,
+            },
+            SlackClientError::RateLimitError(r) => WebError::RateLimited {
+                method,
+                retry_after: r.retry_after,
+            },
+            SlackClientError::HttpError(h) => WebError::Http {
+                method,
+                status: h.status_code.as_u16(),
+            },
+            SlackClientError::ProtocolError(p) => WebError::Protocol {
+                method,
+                detail: p.json_error.to_string(),
+            },
+            other => WebError::Unreachable {
+                method,
+                url: self.api_url.clone(),
+                detail: error_chain(&other),
+            },
+        }
+    }
+
+    /// `auth.test` with the bot token.
+    pub async fn auth_test(&self) -> Result<Identity, WebError> {
+        let session = self.client.open_session(&self.bot);
+        let r = self.call("auth.test", session.auth_test()).await?;
+        Ok(Identity {
+            user_id: r.user_id.to_string(),
+            bot_id: r.bot_id.map(|b| b.to_string()),
+            user: r.user,
+            team_id: r.team_id.to_string(),
+            team: r.team,
+        })
+    }
+
+    /// `apps.connections.open` with the app token: a single-use WebSocket URL.
+    pub async fn open_socket_url(&self) -> Result<String, WebError> {
+        let session = self.client.open_session(&self.app);
+        let r = self
+            .call(
+                "apps.connections.open",
+                session.apps_connections_open(&SlackApiAppsConnectionOpenRequest::new()),
+            )
+            .await?;
+        Ok(r.url.0.to_string())
+    }
+
+    /// `chat.postMessage` with the bot token; returns the message's `ts`.
+    pub async fn post_message(&self, msg: &OutgoingMessage) -> Result<String, WebError> {
+        let mut content = SlackMessageContent::new().with_text(msg.text.clone());
+        if let Some(key) = &msg.idempotency_key {
+            let payload = [("idempotency_key".to_string(), key.clone())]
+                .into_iter()
+                .collect();
+            content = content.with_metadata(SlackMessageMetadata {
+                event_type: "slackbotd_message".to_string(),
+                event_payload: Some(payload),
+            });
+        }
+        let mut req = SlackApiChatPostMessageRequest::new(msg.channel.clone().into(), content);
+        if let Some(ts) = &msg.thread_ts {
+            req = req.with_thread_ts(ts.clone().into());
+        }
+        let session = self.client.open_session(&self.bot);
+        let r = self
+            .call("chat.postMessage", session.chat_post_message(&req))
+            .await?;
+        Ok(r.ts.to_string())
+    }
+}
+
+impl SlackWeb {
+    /// Answers a slash command through its `response_url` (seen only by the
+    /// person who typed the command, as Slack does by default).
+    pub async fn respond(
+        &self,
+        response_url: &str,
+        text: &str,
+        thread_ts: Option<&str>,
+    ) -> Result<(), WebError> {
+        const METHOD: &str = "response_url";
+        let url: url::Url = response_url.parse().map_err(|e| WebError::Protocol {
+            method: METHOD,
+            detail: format!("the slash command's response_url does not parse: {e}"),
+        })?;
+        let mut req = SlackApiPostWebhookMessageRequest::new(
+            SlackMessageContent::new().with_text(text.to_string()),
+        );
+        if let Some(ts) = thread_ts {
+            req = req.with_thread_ts(ts.to_string().into());
+        }
+        self.call(
+            METHOD,
+            self.client
+                .respond_to_event(&SlackResponseUrl::new(url), &req),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s.push_str(": ");
+            s.push_str(&cs);
+        }
+        cur = c.source();
+    }
+    s
+}
