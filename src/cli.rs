@@ -2,6 +2,7 @@
 //! carried out by its file in `modes`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -14,10 +15,13 @@ pub const DEFAULT_CONFIG: &str = "/etc/slackbotd/slackbotd.toml";
     version,
     about = "Keeps a Slack bot alive on a Linux server, and is that bot",
     long_about = "Keeps a Slack bot alive on a Linux server, and is that bot.\n\n\
-        Run it under systemd with `slackbotd run`, try it without Slack with \
-        `slackbotd console`, and validate a setup with `slackbotd check`.",
+        Under systemd: `slackbotd run`. Without systemd: `slackbotd daemon`. \
+        Validate a setup with `slackbotd check`; try the bot without Slack with \
+        `slackbotd console`.",
     after_help = "Exit codes follow sysexits(3): 0 ok, 64 usage, 69 unavailable, \
-        75 temporary failure, 78 configuration or credentials."
+        75 temporary failure (e.g. already running), 78 configuration or credentials. \
+        `status` uses LSB codes: 0 running and healthy, 1 dead with a stale pidfile, \
+        3 not running, 4 unknown, 150 running but unhealthy."
 )]
 pub struct Cli {
     /// Configuration file [default: $SLACKBOTD_CONFIG, else /etc/slackbotd/slackbotd.toml]
@@ -32,10 +36,33 @@ pub struct Cli {
 pub enum Command {
     /// Run the bot in the foreground, for systemd (Type=notify); logs to stderr
     Run,
+    /// Run as a classic daemon: double fork, pidfile lock, syslog, own supervisor
+    Daemon {
+        /// How long to wait for the first connection to Slack before returning
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        wait: Duration,
+    },
+    /// Stop the running bot (SIGTERM to the lock holder), wait, and report
+    Stop {
+        /// How long to wait for it to let go of the lock
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// What runs, since when, restarts, health; exit codes follow LSB
+    Status {
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the configuration and tokens (SIGHUP) without dropping connections
+    Reload,
     /// Validate the configuration and tokens, and open one Socket Mode connection
     Check,
     /// Talk to the bot in the terminal, no Slack needed: one command per line
     Console,
+    /// The supervised bot process of daemon mode (started by `daemon`)
+    #[command(hide = true)]
+    Worker,
 }
 
 /// Where the configuration comes from, and whether the user named it.
@@ -67,4 +94,8 @@ impl Cli {
             },
         }
     }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. \"30s\" or \"2m\")"))
 }

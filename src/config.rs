@@ -253,13 +253,38 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 }
 
 impl Config {
-    /// Reads, parses and validates a configuration file.
+    /// Reads, parses and validates a configuration file. Relative paths in
+    /// it are taken relative to the file's own directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(path, &text)
+        let mut config = Config::parse(path, &text)?;
+        let base = std::path::absolute(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        config.resolve_paths(&base);
+        Ok(config)
+    }
+
+    /// Makes every relative path absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = self.slack.app_token_file.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.slack.bot_token_file.as_mut() {
+            fix(p);
+        }
+        fix(&mut self.daemon.pidfile);
+        fix(&mut self.daemon.state_dir);
+        fix(&mut self.daemon.syslog_socket);
     }
 
     /// Parses and validates configuration text; `path` is only used in messages.
@@ -335,6 +360,22 @@ impl Config {
             return Err(bad(
                 "supervise.heartbeat_timeout",
                 "must be at least 1s: the bot pings Slack three times per timeout".into(),
+            ));
+        }
+        if crate::syslog::facility(&self.daemon.syslog_facility).is_none() {
+            return Err(bad(
+                "daemon.syslog_facility",
+                format!(
+                    "{:?} is not a syslog facility; use one of {}",
+                    self.daemon.syslog_facility,
+                    crate::syslog::facility_names()
+                ),
+            ));
+        }
+        if self.daemon.pidfile.file_name().is_none() {
+            return Err(bad(
+                "daemon.pidfile",
+                "names a directory, not a file".into(),
             ));
         }
         if self.ensure.unit.trim().is_empty() {

@@ -7,6 +7,7 @@
 
 pub mod bot;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod exit;
 pub mod health;
@@ -17,6 +18,7 @@ pub mod service;
 pub mod settings;
 pub mod slack;
 pub mod supervise;
+pub mod syslog;
 pub mod systemd;
 
 /// The version string shown by `--version`, `status` and the `status` built-in.

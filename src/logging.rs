@@ -98,3 +98,17 @@ pub fn init_quiet() {
         .with(layer)
         .try_init();
 }
+
+/// Logging for daemon mode: every line to syslog, nothing on a terminal.
+pub fn init_syslog(syslog: crate::syslog::Syslog) {
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(syslog)
+        .with_ansi(false)
+        .without_time()
+        .with_level(false)
+        .with_target(false);
+    let _ = tracing_subscriber::registry()
+        .with(filter("info"))
+        .with(layer)
+        .try_init();
+}

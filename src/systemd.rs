@@ -19,6 +19,11 @@ impl Notifier {
         }
     }
 
+    /// A notifier that never sends (the daemon's worker).
+    pub fn disabled() -> Notifier {
+        Notifier { enabled: false }
+    }
+
     /// Whether a service manager listens.
     pub fn enabled(&self) -> bool {
         self.enabled
@@ -65,12 +70,15 @@ impl Notifier {
     }
 }
 
-/// The watchdog interval systemd expects (`WatchdogSec=`), when it is on for us.
+/// The watchdog interval systemd expects (`WatchdogSec=`), when it is on for
+/// us: `$WATCHDOG_USEC` set, and `$WATCHDOG_PID` either unset or our own pid,
+/// as sd_watchdog_enabled(3) reads them.
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(Duration::from_micros(usec))
-    } else {
-        None
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
     }
+    (usec > 0).then(|| Duration::from_micros(usec))
 }

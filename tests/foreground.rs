@@ -415,3 +415,28 @@ fn fs_lock_free(p: &std::path::Path) -> bool {
     let f = std::fs::File::open(p).unwrap();
     f.try_lock().is_ok()
 }
+
+#[test]
+fn status_describes_the_foreground_bot() {
+    let s = Setup::new();
+    let mut p = started(&s, 2, "30s", "");
+    let cfg = s.path("config.toml");
+    let ok = wait_until(secs(5), || {
+        s.output(&cfg, &["status", "--json"]).status.code() == Some(0)
+    });
+    assert!(ok, "{}", p.log());
+    let out = s.output(&cfg, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "run");
+    assert_eq!(v["pid"], p.pid());
+    assert_eq!(v["connections"], 2);
+    assert!(v["worker_pid"].is_null());
+    let text = String::from_utf8_lossy(&s.output(&cfg, &["status"]).stdout).into_owned();
+    assert!(
+        text.contains("running (run mode") && text.contains("healthy"),
+        "{text}"
+    );
+    p.signal(libc::SIGTERM);
+    p.wait_exit(secs(10)).unwrap();
+    assert_eq!(s.output(&cfg, &["status"]).status.code(), Some(3));
+}

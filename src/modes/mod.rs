@@ -3,7 +3,12 @@
 
 pub mod check;
 pub mod console;
+pub mod daemon;
+pub mod reload;
 pub mod run;
+pub mod status;
+pub mod stop;
+pub mod worker;
 
 use std::fmt;
 
@@ -43,6 +48,11 @@ pub fn dispatch(cli: Cli) -> i32 {
     let source = cli.config_source();
     let result = match cli.command {
         Command::Run => run::run(&source),
+        Command::Daemon { wait } => daemon::daemon(&source, wait),
+        Command::Worker => worker::worker(&source),
+        Command::Stop { timeout } => stop::stop(&source, timeout),
+        Command::Reload => reload::reload(&source),
+        Command::Status { json } => return status::status(&source, json),
         Command::Check => check::check(&source),
         Command::Console => console::console(&source),
     };

@@ -15,7 +15,7 @@ use crate::systemd::Notifier;
 pub fn run(src: &ConfigSource) -> Result<(), Failure> {
     let settings = Settings::load(&src.path)?;
     crate::logging::init_stderr();
-    let lock = PidLock::acquire(&settings.config.daemon.pidfile)?;
+    let mut lock = PidLock::acquire(&settings.config.daemon.pidfile)?;
     let opts = ServiceOpts {
         mode: "run",
         notifier: Notifier::from_env(),
@@ -24,6 +24,10 @@ pub fn run(src: &ConfigSource) -> Result<(), Failure> {
     let rt = crate::modes::runtime()?;
     let result = rt.block_on(service::serve(settings, opts));
     rt.shutdown_timeout(Duration::from_secs(1));
+    if result.is_ok() {
+        // A clean stop: an empty pidfile tells `status` nobody died.
+        let _ = lock.clear();
+    }
     drop(lock);
     match &result {
         Ok(()) => tracing::info!("stopped"),

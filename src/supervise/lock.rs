@@ -108,6 +108,13 @@ impl PidLock {
         self.file.sync_data()
     }
 
+    /// Empties the pidfile (still locked): the mark of a clean stop, so
+    /// `status` can tell "stopped" from "died and left its pidfile".
+    pub fn clear(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.sync_data()
+    }
+
     /// The pidfile's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -117,6 +124,13 @@ impl PidLock {
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+/// The pid written in a pidfile nobody holds: a process that died without
+/// a clean stop. `None` when the file is absent or empty.
+pub fn stale_pid(path: &Path) -> Option<u32> {
+    let mut f = open(path, false).ok()?;
+    read_pid(&mut f)
 }
 
 /// Who holds the lock now: `Some(pid)` (pid 0 if unreadable) when held,

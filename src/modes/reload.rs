@@ -1,0 +1,37 @@
+//! `slackbotd reload`: SIGHUP to the lock holder. The foreground bot reloads
+//! itself; the daemon's supervisor passes the signal on to its worker.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::cli::ConfigSource;
+use crate::config::Config;
+use crate::exit::ExitCode;
+use crate::modes::Failure;
+use crate::supervise::lock;
+
+/// Sends SIGHUP to the running bot.
+pub fn reload(src: &ConfigSource) -> Result<(), Failure> {
+    let config = Config::load(&src.path)?;
+    let pidfile = &config.daemon.pidfile;
+    match lock::holder(pidfile) {
+        Ok(Some(pid)) if pid > 0 => {
+            kill(Pid::from_raw(pid as i32), Signal::SIGHUP).map_err(|e| {
+                Failure::new(ExitCode::NOPERM, format!("cannot signal pid {pid}: {e}"))
+            })?;
+            println!(
+                "asked slackbotd (pid {pid}) to reload {}",
+                src.path.display()
+            );
+            Ok(())
+        }
+        Ok(_) => Err(Failure::new(
+            ExitCode::UNAVAILABLE,
+            "slackbotd is not running: nothing to reload",
+        )),
+        Err(e) => Err(Failure::new(
+            ExitCode::NOINPUT,
+            format!("cannot read {}: {e}", pidfile.display()),
+        )),
+    }
+}
