@@ -56,10 +56,30 @@ pub enum Command {
     },
     /// Re-read the configuration and tokens (SIGHUP) without dropping connections
     Reload,
+    /// For cron: silent and exit 0 when healthy, else repair (start or restart)
+    Ensure,
     /// Validate the configuration and tokens, and open one Socket Mode connection
     Check,
     /// Talk to the bot in the terminal, no Slack needed: one command per line
     Console,
+    /// Write the systemd unit, the cron line and a configuration skeleton
+    Install {
+        /// Show what would be written, write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The slackbotd binary the unit and cron line run [default: this one]
+        #[arg(long, value_name = "PATH")]
+        bin: Option<PathBuf>,
+        /// Where the unit goes
+        #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+        unit_dir: PathBuf,
+        /// Where the cron line goes
+        #[arg(long, value_name = "DIR", default_value = "/etc/cron.d")]
+        cron_dir: PathBuf,
+        /// No systemd unit: for machines where cron and `daemon` keep the bot alive
+        #[arg(long)]
+        no_systemd: bool,
+    },
     /// The supervised bot process of daemon mode (started by `daemon`)
     #[command(hide = true)]
     Worker,

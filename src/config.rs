@@ -59,6 +59,10 @@ pub struct Config {
     pub bot: BotConfig,
     #[serde(rename = "command")]
     pub commands: Vec<CommandConfig>,
+    /// The directory of the file this was read from (set by [`Config::load`]);
+    /// tokens default to `app-token` and `bot-token` there.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
 /// `[slack]`: where Slack is and how to authenticate.
@@ -153,12 +157,19 @@ impl Default for SuperviseConfig {
 pub struct EnsureConfig {
     /// The systemd unit to inspect and repair.
     pub unit: String,
+    /// The lock that keeps `ensure` runs from piling up.
+    pub lockfile: PathBuf,
+    /// The longest one `ensure` run may take, waiting for the lock included.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
 }
 
 impl Default for EnsureConfig {
     fn default() -> Self {
         EnsureConfig {
             unit: "slackbotd.service".to_string(),
+            lockfile: PathBuf::from("/run/lock/slackbotd-ensure.lock"),
+            timeout: Duration::from_secs(50),
         }
     }
 }
@@ -266,6 +277,7 @@ impl Config {
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("/"));
         config.resolve_paths(&base);
+        config.base_dir = Some(base);
         Ok(config)
     }
 
@@ -285,6 +297,7 @@ impl Config {
         fix(&mut self.daemon.pidfile);
         fix(&mut self.daemon.state_dir);
         fix(&mut self.daemon.syslog_socket);
+        fix(&mut self.ensure.lockfile);
     }
 
     /// Parses and validates configuration text; `path` is only used in messages.
@@ -380,6 +393,9 @@ impl Config {
         }
         if self.ensure.unit.trim().is_empty() {
             return Err(bad("ensure.unit", "is empty".into()));
+        }
+        if self.ensure.timeout < Duration::from_secs(1) {
+            return Err(bad("ensure.timeout", "must be at least 1s".into()));
         }
         if let Some(c) = &self.announce.channel {
             if c.trim().is_empty() {

@@ -19,6 +19,7 @@ pub mod settings;
 pub mod slack;
 pub mod supervise;
 pub mod syslog;
+pub mod systemctl;
 pub mod systemd;
 
 /// The version string shown by `--version`, `status` and the `status` built-in.

@@ -3,7 +3,11 @@
 //!
 //! Sources, in order: the `*_token_file` paths of `[slack]`, then systemd's
 //! `$CREDENTIALS_DIRECTORY/slack-app-token` and `slack-bot-token`
-//! (`LoadCredential=`), then `$SLACK_APP_TOKEN` and `$SLACK_BOT_TOKEN`.
+//! (`LoadCredential=`), then `$SLACK_APP_TOKEN` and `$SLACK_BOT_TOKEN`, and
+//! last the files `app-token` and `bot-token` beside the configuration file.
+//! That last source lets the shipped unit load those very files as
+//! credentials while `check`, `daemon` and `ensure`, run from a root shell or
+//! cron, read them directly, with no token path in the configuration.
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
@@ -56,6 +60,12 @@ impl TokenKind {
         match self {
             TokenKind::App => "slack-app-token",
             TokenKind::Bot => "slack-bot-token",
+        }
+    }
+    fn default_file(self) -> &'static str {
+        match self {
+            TokenKind::App => "app-token",
+            TokenKind::Bot => "bot-token",
         }
     }
     fn env(self) -> &'static str {
@@ -111,11 +121,12 @@ impl fmt::Display for TokenSource {
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error(
-        "no {kind} found: set {key} in the configuration, or provide the systemd \
-         credential {cred}, or ${env}; it must be {what}",
-        key = .kind.config_key(), cred = .kind.credential(), env = .kind.env(), what = .kind.describe()
+        "no {kind} found: put it in {default}, or set {key} in the configuration, or provide \
+         the systemd credential {cred}, or ${env}; it must be {what}",
+        default = .default.display(), key = .kind.config_key(), cred = .kind.credential(),
+        env = .kind.env(), what = .kind.describe()
     )]
-    Missing { kind: TokenKind },
+    Missing { kind: TokenKind, default: PathBuf },
     #[error("cannot read the {kind} from {source_}: {err}")]
     Unreadable {
         kind: TokenKind,
@@ -172,15 +183,17 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// Loads both tokens from their sources, in SPEC's order.
-    pub fn load(slack: &SlackConfig) -> Result<Tokens, TokenError> {
-        let app = load_one(TokenKind::App, slack.app_token_file.as_deref())?;
-        let bot = load_one(TokenKind::Bot, slack.bot_token_file.as_deref())?;
+    /// Loads both tokens from their sources, in order; `config_dir` is where
+    /// the default token files live.
+    pub fn load(slack: &SlackConfig, config_dir: Option<&Path>) -> Result<Tokens, TokenError> {
+        let dir = config_dir.unwrap_or(Path::new("/etc/slackbotd"));
+        let app = load_one(TokenKind::App, slack.app_token_file.as_deref(), dir)?;
+        let bot = load_one(TokenKind::Bot, slack.bot_token_file.as_deref(), dir)?;
         Ok(Tokens { app, bot })
     }
 }
 
-fn load_one(kind: TokenKind, file: Option<&Path>) -> Result<Token, TokenError> {
+fn load_one(kind: TokenKind, file: Option<&Path>, dir: &Path) -> Result<Token, TokenError> {
     if let Some(path) = file {
         let raw = read_private_file(kind, path, TokenSource::File(path.to_path_buf()))?;
         return validate(kind, &raw, TokenSource::File(path.to_path_buf()));
@@ -197,10 +210,15 @@ fn load_one(kind: TokenKind, file: Option<&Path>) -> Result<Token, TokenError> {
             return validate(kind, &raw, src);
         }
     }
-    match std::env::var(kind.env()) {
-        Ok(raw) => validate(kind, &raw, TokenSource::Env(kind.env())),
-        Err(_) => Err(TokenError::Missing { kind }),
+    if let Ok(raw) = std::env::var(kind.env()) {
+        return validate(kind, &raw, TokenSource::Env(kind.env()));
     }
+    let default = dir.join(kind.default_file());
+    if default.exists() {
+        let raw = read_private_file(kind, &default, TokenSource::File(default.clone()))?;
+        return validate(kind, &raw, TokenSource::File(default));
+    }
+    Err(TokenError::Missing { kind, default })
 }
 
 fn read_private_file(kind: TokenKind, path: &Path, src: TokenSource) -> Result<String, TokenError> {
@@ -290,14 +308,16 @@ mod tests {
         let f = dir.join("bot");
         std::fs::write(&f, "xoxb-1-x\n").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let e = load_one(TokenKind::Bot, Some(&f)).unwrap_err().to_string();
+        let e = load_one(TokenKind::Bot, Some(&f), &dir)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("readable by group or others") && e.contains("chmod 600"),
             "{e}"
         );
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
-            load_one(TokenKind::Bot, Some(&f)).unwrap().expose(),
+            load_one(TokenKind::Bot, Some(&f), &dir).unwrap().expose(),
             "xoxb-1-x"
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -47,7 +47,7 @@ impl Settings {
 
     /// Reads the tokens for an already parsed configuration.
     pub fn from_config(path: &Path, config: Config) -> Result<Settings, LoadError> {
-        let tokens = Tokens::load(&config.slack)?;
+        let tokens = Tokens::load(&config.slack, config.base_dir.as_deref())?;
         let web = SlackWeb::new(&config.slack.api_url, &tokens);
         Ok(Settings {
             path: path.to_path_buf(),

@@ -51,7 +51,7 @@ pub fn check(src: &ConfigSource) -> Result<(), Failure> {
             return Err(Failure::new(e.exit_code(), ""));
         }
     };
-    let tokens = match Tokens::load(&config.slack) {
+    let tokens = match Tokens::load(&config.slack, config.base_dir.as_deref()) {
         Ok(t) => {
             ok("both tokens are present, private, and of the right kind");
             t

@@ -98,7 +98,7 @@ pub fn daemon(src: &ConfigSource, wait: Duration) -> Result<(), Failure> {
     let path = std::path::absolute(&src.path)
         .map_err(|e| Failure::new(ExitCode::CONFIG, format!("{}: {e}", src.path.display())))?;
     let config = Config::load(&path)?;
-    Tokens::load(&config.slack)?;
+    Tokens::load(&config.slack, config.base_dir.as_deref())?;
     let identity = resolve_identity(&config)?;
     if let Ok(Some(pid)) = lock::holder(&config.daemon.pidfile) {
         return Err(Failure::new(

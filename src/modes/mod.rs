@@ -4,6 +4,8 @@
 pub mod check;
 pub mod console;
 pub mod daemon;
+pub mod ensure;
+pub mod install;
 pub mod reload;
 pub mod run;
 pub mod status;
@@ -46,12 +48,48 @@ impl<E: HasExitCode + fmt::Display> From<E> for Failure {
 /// Runs the chosen subcommand and returns the process exit code.
 pub fn dispatch(cli: Cli) -> i32 {
     let source = cli.config_source();
+    if matches!(
+        cli.command,
+        Command::Status { .. }
+            | Command::Install { .. }
+            | Command::Check
+            | Command::Stop { .. }
+            | Command::Reload
+    ) {
+        // Reporting commands end quietly when their reader goes away
+        // (`slackbotd status | head`), like any Unix tool. The long-running
+        // modes keep SIGPIPE ignored: a closed pipe to a command must not kill the bot.
+        // SAFETY: restoring a default disposition before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Run => run::run(&source),
         Command::Daemon { wait } => daemon::daemon(&source, wait),
         Command::Worker => worker::worker(&source),
         Command::Stop { timeout } => stop::stop(&source, timeout),
         Command::Reload => reload::reload(&source),
+        Command::Ensure => ensure::ensure(&source),
+        Command::Install {
+            dry_run,
+            bin,
+            unit_dir,
+            cron_dir,
+            no_systemd,
+        } => {
+            let bin = bin
+                .or_else(|| std::env::current_exe().ok())
+                .unwrap_or_else(|| std::path::PathBuf::from("/usr/local/bin/slackbotd"));
+            let bin = std::path::absolute(&bin).unwrap_or(bin);
+            install::install(
+                &source,
+                &install::Targets {
+                    bin,
+                    unit_dir: (!no_systemd).then_some(unit_dir),
+                    cron_dir,
+                    dry_run,
+                },
+            )
+        }
         Command::Status { json } => return status::status(&source, json),
         Command::Check => check::check(&source),
         Command::Console => console::console(&source),

@@ -6,9 +6,13 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub mod container;
 
 pub use fake_slack::{FakeSlack, Options};
 
@@ -199,4 +203,107 @@ pub fn secs(n: u64) -> Duration {
 /// Asserts a process log shows no panic.
 pub fn assert_no_panic(log: &str) {
     assert!(!log.contains("panicked"), "a panic was logged:\n{log}");
+}
+
+/// A syslog daemon stand-in: a datagram socket collecting lines.
+pub struct SyslogListener {
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SyslogListener {
+    pub fn bind(path: &Path) -> SyslogListener {
+        let _ = std::fs::remove_file(path);
+        let sock = UnixDatagram::bind(path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, s) = (lines.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    l.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+        });
+        SyslogListener {
+            lines,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn wait_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                return Some(l);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for SyslogListener {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join(); // the socket closes with the thread, as when syslogd exits
+        }
+    }
+}
+
+/// Sends a signal to a pid.
+pub fn kill(pid: u32, sig: i32) {
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// The pid holding the flock on `path`, read the way `status` does.
+pub fn lock_holder(path: &Path) -> Option<u32> {
+    let f = std::fs::File::open(path).ok()?;
+    match f.try_lock_shared() {
+        Ok(()) => None,
+        Err(_) => std::fs::read_to_string(path).ok()?.trim().parse().ok(),
+    }
+}
+
+/// A field of /proc/PID/stat (1-based, as in proc(5)).
+pub fn proc_field(pid: u32, field: usize) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(field - 3)?.parse().ok()
+}
+
+/// Live processes whose command line contains all of `words`.
+pub fn processes_with(words: &[&str]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = state
+            .rfind(')')
+            .is_some_and(|i| state[i + 2..].starts_with('Z'));
+        if !zombie && words.iter().all(|w| cmd.contains(w)) {
+            out.push(pid);
+        }
+    }
+    out
 }

@@ -1,0 +1,186 @@
+//! `slackbotd install`: puts the systemd unit, the cron line and a
+//! configuration skeleton in place, creates empty private token files, and
+//! prints the next steps. It never overwrites a configuration or a token;
+//! `--dry-run` shows what it would write.
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::cli::ConfigSource;
+use crate::exit::ExitCode;
+use crate::modes::Failure;
+
+/// The unit as shipped (`etc/slackbotd.service`).
+pub const UNIT: &str = include_str!("../../etc/slackbotd.service");
+/// The cron line as shipped (`etc/slackbotd.cron`).
+pub const CRON: &str = include_str!("../../etc/slackbotd.cron");
+/// The configuration skeleton (`etc/slackbotd.example.toml`).
+pub const SKELETON: &str = include_str!("../../etc/slackbotd.example.toml");
+
+/// Where `install` writes.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// The binary the unit and cron line run.
+    pub bin: PathBuf,
+    /// Directory for the unit; `None` to skip it (no systemd).
+    pub unit_dir: Option<PathBuf>,
+    /// Directory for the cron line.
+    pub cron_dir: PathBuf,
+    /// Preview only.
+    pub dry_run: bool,
+}
+
+/// Fills the shipped templates in with the real paths.
+fn render(template: &str, bin: &Path, config: &Path) -> String {
+    let dir = config.parent().unwrap_or(Path::new("/etc/slackbotd"));
+    template
+        .replace("/usr/local/bin/slackbotd", &bin.display().to_string())
+        .replace(
+            "/etc/slackbotd/slackbotd.toml",
+            &config.display().to_string(),
+        )
+        .replace("/etc/slackbotd/", &format!("{}/", dir.display()))
+}
+
+enum Write {
+    Replace,
+    KeepExisting,
+}
+
+fn put(path: &Path, content: &str, mode: u32, how: Write, dry: bool) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| {
+        Failure::new(
+            ExitCode::CANTCREAT,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    };
+    let exists = path.exists();
+    if exists && matches!(how, Write::KeepExisting) {
+        println!("keep    {} (exists; never overwritten)", path.display());
+        return Ok(());
+    }
+    let same = exists && std::fs::read_to_string(path).is_ok_and(|c| c == content);
+    let verb = match (exists, same) {
+        (true, true) => "same   ",
+        (true, false) => "update ",
+        _ => "create ",
+    };
+    println!("{verb} {} (mode {mode:04o})", path.display());
+    if dry {
+        if !content.is_empty() && !same {
+            for line in content.lines() {
+                println!("        | {line}");
+            }
+        }
+        return Ok(());
+    }
+    if same {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let tmp = path.with_extension("slackbotd-new");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(fail)?;
+        std::io::Write::write_all(&mut f, content.as_bytes()).map_err(fail)?;
+        f.sync_all().map_err(fail)?;
+    }
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Installs, or previews with `dry_run`.
+pub fn install(src: &ConfigSource, t: &Targets) -> Result<(), Failure> {
+    let config = std::path::absolute(&src.path).unwrap_or_else(|_| src.path.clone());
+    let dir = config
+        .parent()
+        .unwrap_or(Path::new("/etc/slackbotd"))
+        .to_path_buf();
+    if t.dry_run {
+        println!("dry run: nothing is written\n");
+    }
+    put(&config, SKELETON, 0o644, Write::KeepExisting, t.dry_run)?;
+    for token in ["app-token", "bot-token"] {
+        put(&dir.join(token), "", 0o600, Write::KeepExisting, t.dry_run)?;
+    }
+    if let Some(unit_dir) = &t.unit_dir {
+        put(
+            &unit_dir.join("slackbotd.service"),
+            &render(UNIT, &t.bin, &config),
+            0o644,
+            Write::Replace,
+            t.dry_run,
+        )?;
+    }
+    put(
+        &t.cron_dir.join("slackbotd"),
+        &render(CRON, &t.bin, &config),
+        0o644,
+        Write::Replace,
+        t.dry_run,
+    )?;
+    let dir = dir.display();
+    println!(
+        "\nNext steps:\n  \
+         1. Put the app-level token (xapp-…) in {dir}/app-token and the bot token (xoxb-…)\n     \
+            in {dir}/bot-token; INSTALL.md shows where Slack shows them.\n  \
+         2. Check them against Slack:   {bin} --config {config} check",
+        bin = t.bin.display(),
+        config = config.display()
+    );
+    if t.unit_dir.is_some() {
+        println!("  3. Start it under systemd:     systemctl daemon-reload && systemctl enable --now slackbotd");
+    } else {
+        println!(
+            "  3. Start the daemon:           {} --config {} daemon",
+            t.bin.display(),
+            config.display()
+        );
+    }
+    println!("  cron runs `ensure` every minute and starts or repairs the bot whenever it is down or deaf.");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_get_the_real_paths() {
+        let unit = render(
+            UNIT,
+            Path::new("/opt/s/slackbotd"),
+            Path::new("/srv/bot/bot.toml"),
+        );
+        assert!(
+            unit.contains("ExecStart=/opt/s/slackbotd --config /srv/bot/bot.toml run"),
+            "{unit}"
+        );
+        assert!(
+            unit.contains("LoadCredential=slack-app-token:/srv/bot/app-token"),
+            "{unit}"
+        );
+        let cron = render(
+            CRON,
+            Path::new("/opt/s/slackbotd"),
+            Path::new("/srv/bot/bot.toml"),
+        );
+        assert!(
+            cron.contains("root /opt/s/slackbotd --config /srv/bot/bot.toml ensure"),
+            "{cron}"
+        );
+    }
+
+    #[test]
+    fn the_skeleton_is_a_valid_configuration() {
+        crate::config::Config::parse(Path::new("skeleton.toml"), SKELETON)
+            .expect("the shipped skeleton parses");
+    }
+}

@@ -1,0 +1,112 @@
+//! Asking systemd about a unit, and telling it what to do, through
+//! `systemctl` (the interface administrators know, and the one that works the
+//! same from cron, a shell and a test).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+/// Whether the machine was booted with systemd (sd_booted(3)).
+pub fn booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// The properties `ensure` reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitState {
+    /// `loaded`, `not-found`, …
+    pub load_state: String,
+    /// `active`, `inactive`, `failed`, `activating`, `deactivating`, `reloading`.
+    pub active_state: String,
+    /// `running`, `auto-restart`, `start`, `dead`, …
+    pub sub_state: String,
+    /// `success`, `exit-code`, `signal`, `watchdog`, `start-limit-hit`, …
+    pub result: String,
+    /// The main process, 0 when none.
+    pub main_pid: u32,
+    /// Restarts systemd made.
+    pub n_restarts: u64,
+    /// When the main process started (CLOCK_MONOTONIC, µs), 0 when unknown.
+    pub exec_main_start_monotonic: u64,
+}
+
+impl UnitState {
+    /// `active (running)`, as `systemctl status` writes it.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}), result {}",
+            self.active_state, self.sub_state, self.result
+        )
+    }
+}
+
+/// A `systemctl` call that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("systemctl {args}: {detail}")]
+pub struct SystemctlError {
+    pub args: String,
+    pub detail: String,
+}
+
+fn systemctl(args: &[&str]) -> Result<String, SystemctlError> {
+    let err = |detail: String| SystemctlError {
+        args: args.join(" "),
+        detail,
+    };
+    let out = Command::new("systemctl")
+        .args(args)
+        .env("SYSTEMD_PAGER", "")
+        .output()
+        .map_err(|e| err(format!("cannot run systemctl: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(err(if stderr.is_empty() {
+            format!("exited with {}", out.status)
+        } else {
+            stderr
+        }));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Reads the unit's state.
+pub fn show(unit: &str) -> Result<UnitState, SystemctlError> {
+    let out = systemctl(&[
+        "show",
+        unit,
+        "--property=LoadState,ActiveState,SubState,Result,MainPID,NRestarts,ExecMainStartTimestampMonotonic",
+    ])?;
+    let props: HashMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
+    let get = |k: &str| props.get(k).copied().unwrap_or("").to_string();
+    Ok(UnitState {
+        load_state: get("LoadState"),
+        active_state: get("ActiveState"),
+        sub_state: get("SubState"),
+        result: get("Result"),
+        main_pid: get("MainPID").parse().unwrap_or(0),
+        n_restarts: get("NRestarts").parse().unwrap_or(0),
+        exec_main_start_monotonic: get("ExecMainStartTimestampMonotonic").parse().unwrap_or(0),
+    })
+}
+
+/// `systemctl start --no-block UNIT`.
+pub fn start(unit: &str) -> Result<(), SystemctlError> {
+    systemctl(&["start", "--no-block", unit]).map(|_| ())
+}
+
+/// `systemctl restart --no-block UNIT`.
+pub fn restart(unit: &str) -> Result<(), SystemctlError> {
+    systemctl(&["restart", "--no-block", unit]).map(|_| ())
+}
+
+/// `systemctl reset-failed UNIT` (clears a start-limit-hit).
+pub fn reset_failed(unit: &str) -> Result<(), SystemctlError> {
+    systemctl(&["reset-failed", unit]).map(|_| ())
+}
+
+/// CLOCK_MONOTONIC now, in µs (the clock systemd's `…Monotonic` properties use).
+pub fn monotonic_now_us() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+        .unwrap_or(0)
+}

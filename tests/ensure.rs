@@ -1,0 +1,217 @@
+//! `slackbotd ensure` without systemd: silent when healthy, starts the
+//! daemon when nothing runs, replaces a stale holder, never starts two.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct E {
+    s: Setup,
+    cfg: PathBuf,
+    syslog: SyslogListener,
+}
+
+impl E {
+    fn new(heartbeat: &str) -> E {
+        let s = Setup::new();
+        let sock = s.path("log.sock");
+        let syslog = SyslogListener::bind(&sock);
+        let cfg = s.path("config.toml");
+        let text = s
+            .config_text(
+                1,
+                heartbeat,
+                &format!(
+                    "[ensure]\nlockfile = {:?}\ntimeout = \"20s\"\n",
+                    s.path("ensure.lock")
+                ),
+            )
+            .replace(
+                "[daemon]\n",
+                &format!("[daemon]\nsyslog_socket = {sock:?}\n"),
+            );
+        std::fs::write(&cfg, text).unwrap();
+        E { s, cfg, syslog }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--config")
+            .arg(&self.cfg)
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn ensure(&self) -> std::process::Output {
+        self.cmd(&["ensure"]).output().unwrap()
+    }
+
+    fn holder(&self) -> Option<u32> {
+        lock_holder(&self.s.path("run/slackbotd.pid"))
+    }
+}
+
+impl Drop for E {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["stop", "--timeout", "10s"]).output();
+        if let Some(pid) = self.holder() {
+            kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn silent(out: &std::process::Output) -> bool {
+    out.status.code() == Some(0) && out.stdout.is_empty() && out.stderr.is_empty()
+}
+
+#[test]
+fn thirty_concurrent_ensures_with_nothing_running_leave_exactly_one_daemon() {
+    let e = E::new("30s");
+    let runs: Vec<_> = (0..30)
+        .map(|_| {
+            e.cmd(&["ensure"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outs {
+        assert!(
+            silent(o),
+            "ensure is silent: {:?} {} {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let cfg = e.cfg.to_str().unwrap();
+    assert!(
+        wait_until(secs(5), || processes_with(&[cfg, "daemon"]).len() == 1),
+        "{:?}",
+        processes_with(&[cfg, "daemon"])
+    );
+    assert_eq!(processes_with(&[cfg, "worker"]).len(), 1);
+    assert_eq!(e.s.fake.live_connections().len(), 1);
+    let started = e
+        .syslog
+        .lines()
+        .iter()
+        .filter(|l| l.contains("ensure: slackbotd was not running; started the daemon"))
+        .count();
+    assert_eq!(started, 1, "{:?}", e.syslog.lines());
+}
+
+#[test]
+fn a_healthy_daemon_is_left_alone_in_silence() {
+    let e = E::new("30s");
+    assert!(silent(&e.ensure()));
+    let pid = e.holder().expect("started");
+    let connections = e.s.fake.snapshot().connections.len();
+    let t = Instant::now();
+    let out = e.ensure();
+    assert!(silent(&out));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the healthy path is quick: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(e.holder(), Some(pid));
+    assert_eq!(
+        e.s.fake.snapshot().connections.len(),
+        connections,
+        "nothing was reconnected"
+    );
+}
+
+#[test]
+fn a_stale_holder_is_replaced() {
+    let e = E::new("1s");
+    assert!(silent(&e.ensure()));
+    let old = e.holder().unwrap();
+    let cfg = e.cfg.to_str().unwrap();
+    let worker = processes_with(&[cfg, "worker"])[0];
+    // Supervisor and worker both frozen: nothing inside can heal itself.
+    kill(old, libc::SIGSTOP);
+    kill(worker, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(2600));
+    let out = e.ensure();
+    assert!(silent(&out), "{}", String::from_utf8_lossy(&out.stderr));
+    let new = e.holder().expect("a new daemon");
+    assert_ne!(new, old);
+    assert!(
+        e.syslog.wait_line("is stale", secs(2)).is_some(),
+        "{:?}",
+        e.syslog.lines()
+    );
+    assert!(
+        wait_until(secs(10), || processes_with(&[cfg, "worker"]).len() == 1),
+        "the frozen worker is gone"
+    );
+    e.s.fake.send_mention("C1", "U1", "ping", None);
+    assert!(e.s.fake.wait_posts_containing("pong", secs(10)).is_some());
+}
+
+#[test]
+fn a_held_ensure_lock_means_another_run_is_in_charge() {
+    let e = E::new("30s");
+    std::fs::write(
+        &e.cfg,
+        std::fs::read_to_string(&e.cfg)
+            .unwrap()
+            .replace("timeout = \"20s\"", "timeout = \"2s\""),
+    )
+    .unwrap();
+    let f = std::fs::File::create(e.s.path("ensure.lock")).unwrap();
+    f.lock().unwrap();
+    let t = Instant::now();
+    let out = e.ensure();
+    assert!(silent(&out));
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "bounded: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(e.holder(), None, "it started nothing");
+    assert!(e.syslog.wait_line("another ensure run", secs(2)).is_some());
+}
+
+#[test]
+fn a_broken_configuration_is_reported_loudly() {
+    let e = E::new("30s");
+    std::fs::write(&e.cfg, "[slack]\nconections = 2\n").unwrap();
+    let out = e.ensure();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("conections"));
+}
+
+#[test]
+fn a_failing_start_is_reported_on_stderr_and_syslog() {
+    let e = E::new("30s");
+    e.s.fake.set_token_error(Some("invalid_auth"));
+    let out = e.ensure();
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_auth"));
+    assert!(
+        e.syslog
+            .wait_line("starting the daemon failed", secs(2))
+            .is_some(),
+        "{:?}",
+        e.syslog.lines()
+    );
+}

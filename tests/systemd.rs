@@ -1,0 +1,348 @@
+//! The shipped unit, `install`, `ensure` and the cron line against a real
+//! systemd and a real cron, booted in a container (see common/container.rs).
+//! Missing prerequisites skip these tests loudly, but fail them under CI=true.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::container::{self, Container};
+use common::*;
+
+const UNIT: &str = "slackbotd.service";
+
+/// Follows INSTALL.md inside a fresh container: `install`, the tokens, the
+/// configuration, `check`, `systemctl enable --now`. Returns the container
+/// with the bot running.
+fn installed(s: &Setup, name: &str, heartbeat: &str) -> Container {
+    let c = Container::boot(
+        name,
+        std::path::Path::new(bin()),
+        &s.path(&format!("{name}.log")),
+    );
+    let out = c.ok("/opt/slackbotd/slackbotd install");
+    assert!(out.contains("Next steps"), "{out}");
+    assert!(c.ok("stat -c %a /etc/slackbotd/app-token").trim() == "600");
+    c.write(
+        "/etc/slackbotd/app-token",
+        &format!("{}\n", s.fake.app_token()),
+        0o600,
+    );
+    c.write(
+        "/etc/slackbotd/bot-token",
+        &format!("{}\n", s.fake.bot_token()),
+        0o600,
+    );
+    c.ok(&format!(
+        "sed -i 's|^# api_url = .*|api_url = \"{}\"|; s|^# heartbeat_timeout = .*|heartbeat_timeout = \"{heartbeat}\"|' /etc/slackbotd/slackbotd.toml",
+        s.fake.api_url()
+    ));
+    let check = c.sh("/opt/slackbotd/slackbotd check");
+    assert!(
+        check.status.success(),
+        "check: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // Test only: a 3 s watchdog instead of the shipped 30 s, so a hang is
+    // caught in seconds rather than half a minute.
+    c.write(
+        "/etc/systemd/system/slackbotd.service.d/test-watchdog.conf",
+        "[Service]\nWatchdogSec=3s\n",
+        0o644,
+    );
+    c.ok("systemctl daemon-reload");
+    let before = s.fake.snapshot().connections.len();
+    c.ok("systemctl enable --now slackbotd");
+    let snap = s.fake.snapshot();
+    assert!(
+        snap.connections
+            .iter()
+            .skip(before)
+            .any(|x| x.hello_at.is_some()),
+        "`systemctl start` returned only after hello"
+    );
+    assert_eq!(c.prop(UNIT, "ActiveState"), "active");
+    c
+}
+
+fn pings(s: &Setup) -> usize {
+    s.fake.posts_containing("pong").len()
+}
+
+fn ping_answered(s: &Setup) -> bool {
+    let n = pings(s);
+    s.fake.send_mention("C1", "U1", "ping", None);
+    s.fake
+        .wait_for(secs(15), |snap| {
+            (snap.posts_containing("pong").len() > n).then_some(())
+        })
+        .is_some()
+}
+
+fn main_host_pid(c: &Container) -> u32 {
+    let guest: u32 = c.prop(UNIT, "MainPID").parse().unwrap();
+    assert!(guest > 0, "no main pid");
+    c.host_pid(guest).expect("main pid mapped to the host")
+}
+
+fn journal(c: &Container) -> String {
+    c.ok("journalctl --no-pager -o cat -t slackbotd")
+}
+
+#[test]
+fn the_shipped_unit_keeps_the_bot_alive() {
+    if !container::require() {
+        return;
+    }
+    let s = Setup::new();
+    let c = installed(&s, "sbd-unit", "3s");
+    assert!(ping_answered(&s));
+    let status = c.ok("systemctl status --no-pager slackbotd");
+    assert!(status.contains("Status: \"Connected to Slack"), "{status}");
+
+    // kill -9: systemd restarts it and it answers again.
+    kill(main_host_pid(&c), libc::SIGKILL);
+    assert!(
+        c.wait_unit(UNIT, secs(15), |u| u["NRestarts"] == "1"
+            && u["ActiveState"] == "active"),
+        "{:?}",
+        c.show(UNIT)
+    );
+    assert!(ping_answered(&s));
+
+    // SIGSTOP: the watchdog fires, the unit recovers.
+    kill(main_host_pid(&c), libc::SIGSTOP);
+    assert!(
+        c.wait_unit(UNIT, secs(20), |u| u["NRestarts"] == "2"
+            && u["ActiveState"] == "active"),
+        "{:?}",
+        c.show(UNIT)
+    );
+    assert!(
+        journal(&c).contains("atchdog timeout")
+            || c.ok("journalctl --no-pager -u slackbotd")
+                .contains("atchdog timeout")
+    );
+    assert!(ping_answered(&s));
+
+    // A half-open socket that cannot be replaced: the bot stops feeding the watchdog.
+    s.fake.server_error("apps.connections.open", 1_000_000);
+    s.fake.half_open(None);
+    let t = Instant::now();
+    assert!(
+        c.wait_unit(UNIT, secs(25), |u| u["NRestarts"] == "3"),
+        "{:?}",
+        c.show(UNIT)
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(3),
+        "not before the heartbeat timeout"
+    );
+    s.fake.clear_faults();
+    assert!(
+        c.wait_unit(UNIT, secs(20), |u| u["ActiveState"] == "active"),
+        "{:?}",
+        c.show(UNIT)
+    );
+    assert!(ping_answered(&s));
+
+    // A revoked token: exit 78, failed, and no restart loop.
+    s.fake.set_token_error(Some("token_revoked"));
+    s.fake.disconnect(None, "refresh_requested");
+    assert!(
+        c.wait_unit(UNIT, secs(15), |u| u["ActiveState"] == "failed"),
+        "{:?}",
+        c.show(UNIT)
+    );
+    std::thread::sleep(secs(3));
+    let u = c.show(UNIT);
+    assert_eq!(
+        (
+            u["ActiveState"].as_str(),
+            u["ExecMainStatus"].as_str(),
+            u["NRestarts"].as_str()
+        ),
+        ("failed", "78", "3"),
+        "{u:?}"
+    );
+    assert!(journal(&c).contains("token_revoked"));
+}
+
+#[test]
+fn ensure_and_cron_repair_what_systemd_missed() {
+    if !container::require() {
+        return;
+    }
+    let s = Setup::new();
+    let c = installed(&s, "sbd-ensure", "3s");
+    let ensure = || {
+        let out = c.sh("/opt/slackbotd/slackbotd ensure");
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "ensure must be silent: {:?} {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    // Healthy: nothing happens.
+    let pid = c.prop(UNIT, "MainPID");
+    ensure();
+    assert_eq!(c.prop(UNIT, "MainPID"), pid);
+
+    // Stopped: started.
+    c.ok("systemctl stop slackbotd");
+    ensure();
+    assert!(
+        c.wait_unit(UNIT, secs(15), |u| u["ActiveState"] == "active"),
+        "{:?}",
+        c.show(UNIT)
+    );
+    assert!(
+        journal(&c).contains("ensure: slackbotd.service was inactive"),
+        "{}",
+        journal(&c)
+    );
+
+    // Start limit hit: reset and started.
+    // Test only: a start limit of 2 so three quick restarts hit it.
+    c.write(
+        "/etc/systemd/system/slackbotd.service.d/test-limit.conf",
+        "[Unit]\nStartLimitBurst=2\nStartLimitIntervalSec=5min\n",
+        0o644,
+    );
+    c.ok("systemctl daemon-reload");
+    for _ in 0..3 {
+        let _ = c.sh("systemctl restart slackbotd");
+    }
+    assert!(
+        c.wait_unit(UNIT, secs(10), |u| u["Result"] == "start-limit-hit"),
+        "{:?}",
+        c.show(UNIT)
+    );
+    ensure();
+    assert!(
+        c.wait_unit(UNIT, secs(15), |u| u["ActiveState"] == "active"),
+        "{:?}",
+        c.show(UNIT)
+    );
+    assert!(journal(&c).contains("hit its start limit; reset it"));
+    c.ok("rm /etc/systemd/system/slackbotd.service.d/test-limit.conf && systemctl daemon-reload");
+
+    // Auto-restarting: left to systemd.
+    // Test only: a long RestartSec keeps the unit in auto-restart while ensure looks.
+    c.write(
+        "/etc/systemd/system/slackbotd.service.d/test-slow-restart.conf",
+        "[Service]\nRestartSec=2min\n",
+        0o644,
+    );
+    c.ok("systemctl daemon-reload");
+    kill(main_host_pid(&c), libc::SIGKILL);
+    assert!(
+        c.wait_unit(UNIT, secs(10), |u| u["SubState"] == "auto-restart"),
+        "{:?}",
+        c.show(UNIT)
+    );
+    ensure();
+    std::thread::sleep(secs(1));
+    assert_eq!(
+        c.prop(UNIT, "SubState"),
+        "auto-restart",
+        "ensure left it alone"
+    );
+    assert!(journal(&c).contains("leaving it to systemd's restart backoff"));
+    c.ok("rm /etc/systemd/system/slackbotd.service.d/test-slow-restart.conf && systemctl daemon-reload && systemctl restart slackbotd");
+
+    // Active but hung, with the watchdog off: ensure is the backstop.
+    // Test only: no watchdog, so that ensure, not systemd, must notice.
+    c.write(
+        "/etc/systemd/system/slackbotd.service.d/test-watchdog.conf",
+        "[Service]\nWatchdogSec=0\n",
+        0o644,
+    );
+    c.ok("systemctl daemon-reload && systemctl restart slackbotd");
+    let hung = c.prop(UNIT, "MainPID");
+    kill(main_host_pid(&c), libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(7500));
+    assert_eq!(
+        c.prop(UNIT, "ActiveState"),
+        "active",
+        "systemd did not notice"
+    );
+    ensure();
+    assert!(
+        c.wait_unit(UNIT, secs(40), |u| u["ActiveState"] == "active"
+            && u["MainPID"] != hung
+            && u["MainPID"] != "0"),
+        "{:?}",
+        c.show(UNIT)
+    );
+    assert!(journal(&c).contains("is active but deaf or hung"));
+    assert!(ping_answered(&s));
+
+    // The cron line from etc/, run by the real cron: a stopped bot comes back.
+    let cron = c.ok("cat /etc/cron.d/slackbotd");
+    assert!(
+        cron.contains("/opt/slackbotd/slackbotd --config /etc/slackbotd/slackbotd.toml ensure"),
+        "{cron}"
+    );
+    c.ok("systemctl restart cron");
+    c.ok("systemctl stop slackbotd");
+    let t = Instant::now();
+    assert!(
+        c.wait_unit(UNIT, secs(80), |u| u["ActiveState"] == "active"),
+        "cron did not bring it back: {:?}",
+        c.show(UNIT)
+    );
+    eprintln!(
+        "cron brought the bot back after {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(ping_answered(&s));
+}
+
+#[test]
+fn the_unit_is_hardened_and_verifies_clean() {
+    if !container::require() {
+        return;
+    }
+    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/slackbotd.service");
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", unit])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .expect("a rating");
+    eprintln!("{line}");
+    let score: f64 = line
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(score <= 2.0, "{line}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = std::fs::read_to_string(unit)
+        .unwrap()
+        .replace("/usr/local/bin/slackbotd", bin());
+    let path = dir.path().join("slackbotd.service");
+    std::fs::write(&path, rendered).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
