@@ -58,6 +58,21 @@ pub enum Command {
     Reload,
     /// For cron: silent and exit 0 when healthy, else repair (start or restart)
     Ensure,
+    /// Queue a message for Slack; delivered even if the bot is down right now
+    Notify {
+        /// Channel ID (C0123ABCD) or name
+        #[arg(long, value_name = "CHANNEL")]
+        channel: String,
+        /// Reply in this thread (the parent message's ts)
+        #[arg(long, value_name = "TS")]
+        thread: Option<String>,
+        /// Read the text from standard input (split into several messages if long)
+        #[arg(long, conflicts_with = "text")]
+        stdin: bool,
+        /// The message text
+        #[arg(required_unless_present = "stdin", num_args = 1.., value_name = "TEXT")]
+        text: Vec<String>,
+    },
     /// Validate the configuration and tokens, and open one Socket Mode connection
     Check,
     /// Talk to the bot in the terminal, no Slack needed: one command per line
@@ -83,6 +98,9 @@ pub enum Command {
     /// The supervised bot process of daemon mode (started by `daemon`)
     #[command(hide = true)]
     Worker,
+    /// Records how the bot exited (systemd's ExecStopPost=)
+    #[command(hide = true)]
+    Exited,
 }
 
 /// Where the configuration comes from, and whether the user named it.

@@ -56,6 +56,7 @@ pub struct Config {
     pub supervise: SuperviseConfig,
     pub ensure: EnsureConfig,
     pub announce: AnnounceConfig,
+    pub outbox: OutboxConfig,
     pub bot: BotConfig,
     #[serde(rename = "command")]
     pub commands: Vec<CommandConfig>,
@@ -175,11 +176,46 @@ impl Default for EnsureConfig {
 }
 
 /// `[announce]`: where restarts and crashes are reported.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnnounceConfig {
     /// Channel ID for restart announcements; none when unset.
     pub channel: Option<String>,
+    /// At most one announcement per this period: a crash loop's further
+    /// restarts are summed up in the next one.
+    #[serde(deserialize_with = "duration")]
+    pub quiet: Duration,
+}
+
+impl Default for AnnounceConfig {
+    fn default() -> Self {
+        AnnounceConfig {
+            channel: None,
+            quiet: Duration::from_secs(600),
+        }
+    }
+}
+
+/// `[outbox]`: how notifications are delivered.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// The least time between two messages to one channel (Slack asks for
+    /// about one message per second per channel).
+    #[serde(deserialize_with = "duration")]
+    pub pace: Duration,
+    /// How long delivered and failed messages are kept for inspection.
+    #[serde(deserialize_with = "duration")]
+    pub keep: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            pace: Duration::from_secs(1),
+            keep: Duration::from_secs(7 * 86_400),
+        }
+    }
 }
 
 /// `[bot]`: limits that apply to every request.

@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod service;
 pub mod settings;
 pub mod slack;
+pub mod store;
 pub mod supervise;
 pub mod syslog;
 pub mod systemctl;

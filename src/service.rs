@@ -14,7 +14,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::bot::builtins::{human, BotInfo};
-use crate::bot::dedup::Dedup;
+use crate::bot::dedup::{Dedup, Seen};
+use crate::bot::outbox::SharedStore;
 use crate::bot::router::Router;
 use crate::bot::{self, BotCtx};
 use crate::config::SuperviseConfig;
@@ -24,6 +25,7 @@ use crate::settings::Settings;
 use crate::slack::backoff::Backoff;
 use crate::slack::pool::{self, PoolCtx, PoolFatal};
 use crate::slack::web::{Identity, SlackWeb, WebError};
+use crate::store::{Durability, Store};
 use crate::supervise::heartbeat::{self, Heartbeat};
 use crate::systemd::{self, Notifier};
 
@@ -36,6 +38,8 @@ pub struct ServiceOpts {
     pub notifier: Notifier,
     /// Where to write the heartbeat.
     pub heartbeat: Option<PathBuf>,
+    /// The socket `notify` pokes to wake the outbox.
+    pub wake: Option<PathBuf>,
 }
 
 /// Why the bot stopped other than by request.
@@ -139,15 +143,43 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
     let retention = settings.config.bot.dedup_retention;
     let (settings_tx, settings_rx) = watch::channel(Arc::new(settings));
 
+    let state_dir = settings_rx.borrow().config.daemon.state_dir.clone();
+    let (store, run_id) = open_store(&state_dir, opts.mode);
     let health = Arc::new(Health::new(sup.heartbeat_timeout));
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let info = Arc::new(BotInfo::new(opts.mode, Some(health.clone())));
+    let mut info = BotInfo::new(opts.mode, Some(health.clone()));
+    info.store = store.clone();
+    let dedup = match &store {
+        Some(s) => Seen::Persistent {
+            store: s.clone(),
+            retention,
+        },
+        None => Seen::Memory(Dedup::new(retention)),
+    };
     let ctx = Arc::new(BotCtx {
-        router: Router::new(info),
-        dedup: Dedup::new(retention),
+        router: Router::new(Arc::new(info)),
+        dedup,
         settings: settings_rx.clone(),
     });
+    let wake = Arc::new(tokio::sync::Notify::new());
+    if let Some(store) = &store {
+        if let Some(path) = &opts.wake {
+            listen_for_wakes(path, wake.clone());
+        }
+        tokio::spawn(crate::bot::outbox::run(
+            store.clone(),
+            settings_rx.clone(),
+            wake.clone(),
+            stop_rx.clone(),
+        ));
+        tokio::spawn(crate::bot::announce::run(
+            store.clone(),
+            settings_rx.clone(),
+            wake.clone(),
+            health.subscribe(),
+        ));
+    }
     let mut pool_task = tokio::spawn(pool::run(
         settings_rx.clone(),
         PoolCtx::new(health.clone(), inbound_tx),
@@ -223,7 +255,58 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
     if let Some(p) = &opts.heartbeat {
         let _ = std::fs::remove_file(p);
     }
+    if let Some(p) = &opts.wake {
+        let _ = std::fs::remove_file(p);
+    }
+    if let (Some(store), Some(run_id)) = (&store, run_id) {
+        if let Err(e) =
+            crate::bot::outbox::lock(store).end_run(run_id, outcome.is_ok(), crate::store::now_ms())
+        {
+            tracing::warn!("cannot record the end of this run: {e}");
+        }
+    }
     outcome
+}
+
+/// Opens the state store and records this run; without a store the bot
+/// still answers (de-duplicating in memory) but delivers no notifications.
+fn open_store(state_dir: &std::path::Path, mode: &str) -> (Option<SharedStore>, Option<i64>) {
+    match Store::open(state_dir, Durability::Normal) {
+        Ok(mut s) => {
+            let run = s.begin_run(std::process::id(), mode, crate::store::now_ms());
+            let run_id = match run {
+                Ok(r) => Some(r.run_id),
+                Err(e) => {
+                    tracing::warn!("cannot record this run: {e}");
+                    None
+                }
+            };
+            (Some(Arc::new(std::sync::Mutex::new(s))), run_id)
+        }
+        Err(e) => {
+            tracing::error!("{e}; the bot runs without it: no notifications are delivered and de-duplication is in memory only");
+            (None, None)
+        }
+    }
+}
+
+/// Wakes the outbox whenever `slackbotd notify` sends a datagram to `path`.
+fn listen_for_wakes(path: &std::path::Path, wake: Arc<tokio::sync::Notify>) {
+    let _ = std::fs::remove_file(path);
+    match tokio::net::UnixDatagram::bind(path) {
+        Ok(sock) => {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 16];
+                while sock.recv(&mut buf).await.is_ok() {
+                    wake.notify_one();
+                }
+            });
+        }
+        Err(e) => tracing::warn!(
+            "cannot listen on {} ({e}); the outbox is checked every 2s instead",
+            path.display()
+        ),
+    }
 }
 
 /// Re-reads the configuration and tokens; replaces the connections without a gap.

@@ -34,7 +34,7 @@ fn installed(s: &Setup, name: &str, heartbeat: &str) -> Container {
         0o600,
     );
     c.ok(&format!(
-        "sed -i 's|^# api_url = .*|api_url = \"{}\"|; s|^# heartbeat_timeout = .*|heartbeat_timeout = \"{heartbeat}\"|' /etc/slackbotd/slackbotd.toml",
+        "sed -i 's|^# api_url = .*|api_url = \"{}\"|; s|^# heartbeat_timeout = .*|heartbeat_timeout = \"{heartbeat}\"|; s|^# channel = .*|channel = \"C0OPS\"|' /etc/slackbotd/slackbotd.toml",
         s.fake.api_url()
     ));
     let check = c.sh("/opt/slackbotd/slackbotd check");

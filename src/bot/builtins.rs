@@ -20,6 +20,8 @@ pub struct BotInfo {
     pub started: Instant,
     /// Connection health, absent in the console.
     pub health: Option<Arc<Health>>,
+    /// The state store (restarts, outbox), when open.
+    pub store: Option<crate::bot::outbox::SharedStore>,
 }
 
 impl BotInfo {
@@ -31,6 +33,7 @@ impl BotInfo {
             pid: std::process::id(),
             started: Instant::now(),
             health,
+            store: None,
         }
     }
 }
@@ -100,6 +103,35 @@ pub fn status(info: &BotInfo) -> String {
             s.push_str(&format!(", last frame from Slack {} ago", human(age)));
         }
         s.push_str(&format!("\nevents received: {}", snap.events));
+    }
+    if let Some(store) = &info.store {
+        let mut st = crate::bot::outbox::lock(store);
+        let now = crate::store::now_ms();
+        if let (Ok(day), Ok(last)) = (
+            st.unclean_exits_since(now - 86_400_000),
+            st.last_unclean_exit(),
+        ) {
+            s.push_str(&format!("\nunclean restarts in the last 24 h: {day}"));
+            if let Some(e) = last {
+                s.push_str(&format!(
+                    "; last crash {} ago: {}",
+                    human(Duration::from_millis((now - e.at_ms).max(0) as u64)),
+                    e.cause
+                ));
+            }
+        }
+        if let Ok(q) = st.queue_stats() {
+            s.push_str(&format!("\noutbox: {} waiting", q.depth));
+            if let Some(t) = q.oldest_ms {
+                s.push_str(&format!(
+                    " (oldest {} old)",
+                    human(Duration::from_millis((now - t).max(0) as u64))
+                ));
+            }
+            if q.failed > 0 {
+                s.push_str(&format!(", {} failed for good", q.failed));
+            }
+        }
     }
     s
 }

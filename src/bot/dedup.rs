@@ -1,5 +1,7 @@
 //! Remembers which events were already handled, so a Slack redelivery (the
-//! same `event_id` with `retry_attempt` + 1) is answered once.
+//! same `event_id` with `retry_attempt` + 1) is answered once: in the state
+//! store, so it holds across restarts, or in memory when the store is not
+//! available.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,6 +36,45 @@ impl Dedup {
             _ => {
                 seen.insert(id.to_string(), now);
                 true
+            }
+        }
+    }
+}
+
+/// Where seen event IDs are kept.
+#[derive(Debug)]
+pub enum Seen {
+    /// In the state store: survives restarts.
+    Persistent {
+        store: crate::bot::outbox::SharedStore,
+        retention: Duration,
+    },
+    /// In memory only (the store could not be opened).
+    Memory(Dedup),
+}
+
+impl Seen {
+    /// True the first time `id` is seen within the retention window.
+    pub fn first_time(&self, id: &str) -> bool {
+        match self {
+            Seen::Memory(d) => d.first_time(id),
+            Seen::Persistent { store, retention } => {
+                let now = crate::store::now_ms();
+                let mut st = crate::bot::outbox::lock(store);
+                // Cheap pruning: roughly once in 512 events.
+                if rand::random::<u16>().is_multiple_of(512) {
+                    if let Err(e) = st.prune_dedup(now - retention.as_millis() as i64) {
+                        tracing::warn!("cannot prune seen event IDs: {e}");
+                    }
+                }
+                match st.first_sighting(id, now) {
+                    Ok(first) => first,
+                    Err(e) => {
+                        // Answering twice beats not answering.
+                        tracing::error!("cannot record event {id}: {e}");
+                        true
+                    }
+                }
             }
         }
     }

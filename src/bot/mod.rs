@@ -6,11 +6,13 @@
 //! the answer. Nothing here can delay an ack.
 
 pub mod access;
+pub mod announce;
 pub mod builtins;
 pub mod commands;
 pub mod dedup;
 pub mod event;
 pub mod limits;
+pub mod outbox;
 pub mod reply;
 pub mod router;
 pub mod words;
@@ -23,7 +25,6 @@ use tokio::task::JoinSet;
 
 use crate::settings::SettingsRx;
 use crate::slack::socket::Inbound;
-use dedup::Dedup;
 use event::{Decoded, Origin};
 use router::Router;
 
@@ -33,7 +34,7 @@ pub struct BotCtx {
     /// The router.
     pub router: Router,
     /// Seen event IDs.
-    pub dedup: Dedup,
+    pub dedup: dedup::Seen,
     /// The live settings (configuration and Web API client).
     pub settings: SettingsRx,
 }

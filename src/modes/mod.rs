@@ -5,7 +5,9 @@ pub mod check;
 pub mod console;
 pub mod daemon;
 pub mod ensure;
+pub mod exited;
 pub mod install;
+pub mod notify;
 pub mod reload;
 pub mod run;
 pub mod status;
@@ -69,6 +71,21 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Stop { timeout } => stop::stop(&source, timeout),
         Command::Reload => reload::reload(&source),
         Command::Ensure => ensure::ensure(&source),
+        Command::Exited => exited::exited(&source),
+        Command::Notify {
+            channel,
+            thread,
+            stdin,
+            text,
+        } => notify::notify(
+            &source,
+            &notify::Request {
+                channel,
+                thread,
+                text: (!text.is_empty()).then(|| text.join(" ")),
+                stdin,
+            },
+        ),
         Command::Install {
             dry_run,
             bin,

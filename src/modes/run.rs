@@ -20,6 +20,7 @@ pub fn run(src: &ConfigSource) -> Result<(), Failure> {
         mode: "run",
         notifier: Notifier::from_env(),
         heartbeat: Some(heartbeat::path_for(lock.path())),
+        wake: Some(lock.path().with_extension("wake")),
     };
     let rt = crate::modes::runtime()?;
     let result = rt.block_on(service::serve(settings, opts));

@@ -35,6 +35,7 @@ pub struct Report {
     pub stale_pid: Option<u32>,
     pub heartbeat: Option<Heartbeat>,
     pub record: Option<SupervisorRecord>,
+    pub outbox: Option<crate::store::outbox::QueueStats>,
 }
 
 impl Report {
@@ -43,6 +44,10 @@ impl Report {
         let pidfile = &config.daemon.pidfile;
         let holder = lock::holder(pidfile)?;
         let record = record::read(&record::path_for(pidfile));
+        let outbox = match crate::store::Store::open_existing(&config.daemon.state_dir) {
+            Some(Ok(mut s)) => s.queue_stats().ok(),
+            _ => None,
+        };
         let Some(pid) = holder else {
             return Ok(Report {
                 running: false,
@@ -52,6 +57,7 @@ impl Report {
                 stale_pid: lock::stale_pid(pidfile),
                 heartbeat: None,
                 record,
+                outbox,
             });
         };
         let record = record.filter(|r| r.pid == pid);
@@ -71,6 +77,7 @@ impl Report {
             stale_pid: None,
             heartbeat,
             record,
+            outbox,
         })
     }
 
@@ -114,11 +121,38 @@ impl Report {
             "last_frame_age_s": hb.and_then(|h| h.last_frame_age_s(now)),
             "heartbeat_timeout_s": hb.map(|h| h.heartbeat_timeout_ms as f64 / 1000.0),
             "stale_pid": self.stale_pid,
+            "outbox_depth": self.outbox.map(|q| q.depth),
+            "outbox_oldest_age_s": self.outbox.and_then(|q| q.oldest_ms).map(|t| now.saturating_sub(t as u64) as f64 / 1000.0),
+            "outbox_failed": self.outbox.map(|q| q.failed),
         })
+    }
+
+    /// The outbox line, if there is a store.
+    fn outbox_line(&self, now: u64) -> Option<String> {
+        let q = self.outbox?;
+        let mut s = format!("\n  outbox: {} waiting", q.depth);
+        if let Some(t) = q.oldest_ms {
+            s.push_str(&format!(
+                ", the oldest for {:.0}s",
+                now.saturating_sub(t as u64) as f64 / 1000.0
+            ));
+        }
+        if q.failed > 0 {
+            s.push_str(&format!("; {} failed for good (see the log)", q.failed));
+        }
+        Some(s)
     }
 
     /// The text for people.
     pub fn text(&self) -> String {
+        let mut s = self.text_without_outbox();
+        if let Some(o) = self.outbox_line(now_ms()) {
+            s.push_str(&o);
+        }
+        s
+    }
+
+    fn text_without_outbox(&self) -> String {
         let now = now_ms();
         if !self.running {
             return match self.stale_pid {

@@ -33,6 +33,7 @@ pub fn worker(src: &ConfigSource) -> Result<(), Failure> {
         mode: "daemon",
         notifier: Notifier::disabled(),
         heartbeat: Some(heartbeat::path_for(&d.pidfile)),
+        wake: Some(d.pidfile.with_extension("wake")),
     };
     let rt = crate::modes::runtime()?;
     let result = rt.block_on(service::serve(settings, opts));

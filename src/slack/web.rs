@@ -329,6 +329,61 @@ impl SlackWeb {
 }
 
 impl SlackWeb {
+    /// Whether `msg` already reached Slack since `since_ms`: a message with
+    /// its idempotency key (or, where Slack returns no metadata, the bot's own
+    /// message with the same text). Returns its `ts`.
+    pub async fn find_posted(
+        &self,
+        msg: &OutgoingMessage,
+        since_ms: u64,
+        me: &Identity,
+    ) -> Result<Option<String>, WebError> {
+        let oldest: SlackTs = format!("{}.000000", (since_ms / 1000).saturating_sub(5)).into();
+        let session = self.client.open_session(&self.bot);
+        let messages = match &msg.thread_ts {
+            None => {
+                let req = SlackApiConversationsHistoryRequest::new()
+                    .with_channel(msg.channel.clone().into())
+                    .with_oldest(oldest)
+                    .with_limit(200)
+                    .with_include_all_metadata(true);
+                self.call("conversations.history", session.conversations_history(&req))
+                    .await?
+                    .messages
+            }
+            Some(thread) => {
+                let req = SlackApiConversationsRepliesRequest::new(
+                    msg.channel.clone().into(),
+                    thread.clone().into(),
+                )
+                .with_oldest(oldest)
+                .with_limit(200);
+                self.call("conversations.replies", session.conversations_replies(&req))
+                    .await?
+                    .messages
+            }
+        };
+        let mine = |m: &SlackHistoryMessage| {
+            me.bot_id.is_some() && m.sender.bot_id.as_ref().map(|b| b.to_string()) == me.bot_id
+                || m.sender.user.as_ref().is_some_and(|u| u.0 == me.user_id)
+        };
+        for m in &messages {
+            let key = m
+                .content
+                .metadata
+                .as_ref()
+                .and_then(|md| md.event_payload.as_ref())
+                .and_then(|p| p.get("idempotency_key"));
+            let same_key = msg.idempotency_key.is_some() && key == msg.idempotency_key.as_ref();
+            let same_text =
+                key.is_none() && mine(m) && m.content.text.as_deref() == Some(msg.text.as_str());
+            if same_key || same_text {
+                return Ok(Some(m.origin.ts.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
     /// Answers a slash command through its `response_url` (seen only by the
     /// person who typed the command, as Slack does by default).
     pub async fn respond(

@@ -66,6 +66,7 @@ struct Supervisor {
     rec_path: PathBuf,
     rec: SupervisorRecord,
     pending_downtime: Option<Instant>,
+    store: Option<crate::store::Store>,
 }
 
 /// Runs the supervisor until told to stop or the worker exits 78; returns the exit code.
@@ -110,6 +111,17 @@ pub fn supervise(plan: Plan, lock: PidLock, mut ready: ReadyWriter) -> u8 {
         ready: Some(ready),
         sigfd,
         pending_downtime: None,
+        store: None,
+    };
+    s.store = match crate::store::Store::open(
+        &s.plan.config.daemon.state_dir,
+        crate::store::Durability::Normal,
+    ) {
+        Ok(st) => Some(st),
+        Err(e) => {
+            tracing::warn!("{e}; worker exits are not recorded for the restart announcement");
+            None
+        }
     };
     let code = s.run();
     s.rec.worker_pid = None;
@@ -183,6 +195,11 @@ impl Supervisor {
             });
             self.rec.worker_pid = None;
             self.save();
+            if let Some(st) = self.store.as_mut() {
+                if let Err(e) = st.record_exit(crate::store::now_ms(), "daemon", &cause, false) {
+                    tracing::warn!("cannot record the worker's exit: {e}");
+                }
+            }
             let words = if last_words.is_empty() {
                 String::new()
             } else {

@@ -69,6 +69,9 @@ async fn serve(shared: &Shared, id: u64, ws: &mut Ws, rx: &mut UnboundedReceiver
         .map(|every| tokio::time::interval_at(Instant::now() + every, every));
     loop {
         tokio::select! {
+            // Commands first: once `half_open` (or a drop) is asked for, no
+            // frame that arrives later may still be answered.
+            biased;
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return End::Closed };
                 match apply_batch(shared, cmd, ws, rx, &mut close_at).await {

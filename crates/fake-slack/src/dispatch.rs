@@ -157,6 +157,26 @@ impl Shared {
         });
     }
 
+    /// Sends an event again as Slack sometimes does, acked or not: same event
+    /// id, new envelope id, `retry_attempt` + 1. False when the id is unknown.
+    pub(crate) fn resend(self: &Arc<Self>, event_id: &str) -> bool {
+        self.update(|inner| {
+            let Some(index) = inner
+                .messages
+                .iter()
+                .position(|m| m.event_id.as_deref() == Some(event_id))
+            else {
+                return false;
+            };
+            let m = &mut inner.messages[index];
+            m.acked = false;
+            m.retry_attempt += 1;
+            m.envelope_id = ids::uuid_like();
+            self.route(inner, index, None);
+            true
+        })
+    }
+
     /// Records an ack frame; the first ack of an envelope id wins.
     pub(crate) fn record_ack(&self, inner: &mut Inner, envelope_id: &str, payload: Option<Value>) {
         let Some(&d) = inner.by_envelope.get(envelope_id) else {

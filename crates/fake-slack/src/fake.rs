@@ -287,6 +287,21 @@ impl FakeSlack {
             .update(|inner| inner.faults.set_channel_error(channel, error));
     }
 
+    /// Answers to `method` (`*` for any) arrive `delay` late, after the call
+    /// took effect; `None` clears it. A client killed meanwhile never learns
+    /// that its post went through.
+    pub fn delay_method(&self, method: &str, delay: Option<Duration>) {
+        self.shared
+            .update(|inner| inner.faults.set_delay(method, delay));
+    }
+
+    /// Sends an event again with its same `event_id` (a new envelope id and
+    /// `retry_attempt` + 1), as Slack may after it already was acked.
+    /// Returns false for an unknown event id.
+    pub fn resend(&self, event_id: &str) -> bool {
+        self.shared.resend(event_id)
+    }
+
     /// Disarms every fault set with the methods above.
     pub fn clear_faults(&self) {
         self.shared.update(|inner| inner.faults.clear());

@@ -4,6 +4,7 @@
 //! method) and are used up in the order they were added.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// A failure that replaces the HTTP answer itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,7 @@ pub(crate) struct Faults {
     failures: Vec<Rule<String>>,
     token_error: Option<String>,
     channel_errors: HashMap<String, String>,
+    delays: HashMap<String, Duration>,
 }
 
 fn take<T: Clone>(rules: &mut Vec<Rule<T>>, method: &str) -> Option<T> {
@@ -100,6 +102,27 @@ impl Faults {
 
     pub(crate) fn channel_error(&self, channel: &str) -> Option<&str> {
         self.channel_errors.get(channel).map(String::as_str)
+    }
+
+    /// Answers to `method` (`*` for any) come `delay` late: the call has
+    /// taken effect, its answer is slow (a crash in between loses it).
+    pub(crate) fn set_delay(&mut self, method: &str, delay: Option<Duration>) {
+        match delay {
+            Some(d) => {
+                self.delays.insert(method.to_string(), d);
+            }
+            None => {
+                self.delays.remove(method);
+            }
+        }
+    }
+
+    /// The answer delay for `method`, if one is set.
+    pub(crate) fn delay(&self, method: &str) -> Option<Duration> {
+        self.delays
+            .get(method)
+            .or_else(|| self.delays.get("*"))
+            .copied()
     }
 
     /// Disarms everything.

@@ -106,7 +106,11 @@ async fn respond(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<
     let path = parts.uri.path();
     let params = || Params::parse(parts.uri.query(), header(CONTENT_TYPE), &body);
     let reply = if let Some(method) = path.strip_prefix("/api/") {
-        web_api::call(shared, method, header(AUTHORIZATION), params())
+        let reply = web_api::call(shared, method, header(AUTHORIZATION), params());
+        if let Some(d) = shared.read(|inner| inner.faults.delay(method)) {
+            tokio::time::sleep(d).await;
+        }
+        reply
     } else if let Some(rest) = path.strip_prefix("/commands/") {
         response_url::post(shared, rest, params())
     } else if let Some(name) = path.strip_prefix("/_fake/") {

@@ -26,7 +26,9 @@ enum Need {
 fn need(method: &str) -> Option<Need> {
     match method {
         "api.test" => Some(Need::Nothing),
-        "auth.test" | "chat.postMessage" | "conversations.history" => Some(Need::Bot),
+        "auth.test" | "chat.postMessage" | "conversations.history" | "conversations.replies" => {
+            Some(Need::Bot)
+        }
         "apps.connections.open" => Some(Need::App),
         _ => None,
     }
@@ -113,7 +115,11 @@ fn answer(
         "auth.test" => auth_test(),
         "apps.connections.open" => connections_open(shared),
         "chat.postMessage" => post_message(shared, &params),
-        "conversations.history" => history(shared, &params),
+        "conversations.history" => history(shared, &params, None),
+        "conversations.replies" => match params.str("ts").and_then(|t| non_empty(Some(t))) {
+            Some(ts) => history(shared, &params, Some(ts)),
+            None => Reply::error(200, "thread_not_found"),
+        },
         _ => Reply::error(200, "unknown_method"),
     }
 }
@@ -224,7 +230,9 @@ fn post_message(shared: &Shared, params: &Params) -> Reply {
 const HISTORY_DEFAULT_LIMIT: usize = 100;
 const HISTORY_MAX_LIMIT: usize = 999;
 
-fn history(shared: &Shared, params: &Params) -> Reply {
+/// `conversations.history` (top-level messages only, as Slack) or, with
+/// `thread`, `conversations.replies` (the thread's messages).
+fn history(shared: &Shared, params: &Params, thread: Option<String>) -> Reply {
     let Some(channel) = non_empty(params.str("channel")) else {
         return Reply::error(200, "channel_not_found");
     };
@@ -244,6 +252,11 @@ fn history(shared: &Shared, params: &Params) -> Reply {
             .posts
             .iter()
             .filter(|p| p.channel == channel && visible_in_channel(p))
+            .filter(|p| match (&thread, &p.thread_ts) {
+                (None, None) => true,
+                (None, Some(t)) => *t == p.ts,
+                (Some(want), t) => *want == p.ts || t.as_deref() == Some(want.as_str()),
+            })
             .filter_map(|p| Some((ids::parse_ts(&p.ts)?, p.clone())))
             .filter(|(ts, _)| match oldest {
                 Some(o) if inclusive => *ts >= o,

@@ -273,7 +273,8 @@ async fn post_message_validates_and_records() {
         "C1"
     );
 
-    // History: newest first, metadata only when asked, `oldest` is exclusive.
+    // History: top-level messages only (as Slack), newest first, metadata
+    // only when asked, `oldest` is exclusive.
     let hist = api(
         &slack,
         "conversations.history",
@@ -285,9 +286,25 @@ async fn post_message_validates_and_records() {
     assert_eq!(hist["ok"], true);
     assert_eq!(hist["has_more"], false);
     let msgs = hist["messages"].as_array().unwrap();
+    assert_eq!(
+        msgs.len(),
+        1,
+        "a thread reply is not in the channel's history"
+    );
     assert_eq!(msgs[0]["text"], "second");
-    assert_eq!(msgs[1]["thread_ts"], "1700000000.000100");
-    assert!(msgs[1].get("metadata").is_none());
+    // The thread reply is in conversations.replies.
+    let replies = api(
+        &slack,
+        "conversations.replies",
+        token,
+        json!({ "channel": "C1", "ts": "1700000000.000100" }),
+    )
+    .await
+    .json();
+    let msgs = replies["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["thread_ts"], "1700000000.000100");
+    assert!(msgs[0].get("metadata").is_none());
     let query = format!(
         "/api/conversations.history?channel=C1&include_all_metadata=true&oldest={}&limit=5",
         first["ts"].as_str().unwrap()
@@ -303,6 +320,7 @@ async fn post_message_validates_and_records() {
     .json();
     let msgs = hist["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["text"], "second");
     assert_eq!(
         msgs[0]["metadata"]["event_payload"]["idempotency_key"],
         "k-1"

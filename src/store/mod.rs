@@ -1,0 +1,390 @@
+//! The state store: one SQLite file in `[daemon].state_dir`, shared safely by
+//! the bot and `slackbotd notify` (WAL, a busy timeout, short transactions).
+//!
+//! It is versioned with `PRAGMA user_version`: a newer slackbotd migrates an
+//! older file in place, a file from a newer slackbotd is refused, and a file
+//! that is not a database (or fails its integrity check) is reported with its
+//! path and never silently replaced.
+
+pub mod dedup;
+pub mod history;
+pub mod outbox;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::exit::{ExitCode, HasExitCode};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The database file's name inside `state_dir`.
+pub const FILE_NAME: &str = "slackbotd.sqlite";
+
+/// A state-store problem, always naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory or file could not be created or opened.
+    #[error("cannot open the state store {}: {detail}", .path.display())]
+    Open { path: PathBuf, detail: String },
+    /// The file is not a slackbotd database, or is damaged.
+    #[error(
+        "the state store {} is corrupt ({detail}); it was left as it is: move it aside \
+         (mv {} {}.corrupt) to start with an empty one, or restore it from a backup",
+        .path.display(), .path.display(), .path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    /// Written by a newer slackbotd.
+    #[error("the state store {} has schema version {found}, newer than this slackbotd understands ({SCHEMA_VERSION}); upgrade slackbotd", .path.display())]
+    TooNew { path: PathBuf, found: i64 },
+    /// The disk is full.
+    #[error("the disk holding {} is full; nothing was written", .path.display())]
+    Full { path: PathBuf },
+    /// Any other SQLite failure.
+    #[error("state store {}: {detail}", .path.display())]
+    Sql { path: PathBuf, detail: String },
+}
+
+impl HasExitCode for StoreError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            StoreError::Open { .. } => ExitCode::CANTCREAT,
+            StoreError::Corrupt { .. } => ExitCode::DATAERR,
+            StoreError::TooNew { .. } => ExitCode::CONFIG,
+            StoreError::Full { .. } => ExitCode::IOERR,
+            StoreError::Sql { .. } => ExitCode::IOERR,
+        }
+    }
+}
+
+/// How hard commits are pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit: what `notify` promises its caller.
+    Full,
+    /// Safe against a crash of the process; the bot's bookkeeping.
+    Normal,
+}
+
+/// An open state store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// The database path for a state directory.
+    pub fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join(FILE_NAME)
+    }
+
+    /// Opens the store only if it exists (for `status`, which creates nothing).
+    pub fn open_existing(state_dir: &Path) -> Option<Result<Store, StoreError>> {
+        Store::path_in(state_dir)
+            .exists()
+            .then(|| Store::open(state_dir, Durability::Normal))
+    }
+
+    /// Opens (creating if needed) and migrates the store in `state_dir`.
+    pub fn open(state_dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+        let path = Store::path_in(state_dir);
+        let open_err = |detail: String| StoreError::Open {
+            path: path.clone(),
+            detail,
+        };
+        if !state_dir.exists() {
+            std::fs::create_dir_all(state_dir)
+                .map_err(|e| open_err(format!("cannot create {}: {e}", state_dir.display())))?;
+        }
+        let created = !path.exists();
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(e.to_string()))?;
+        if created {
+            give_to_directory_owner(state_dir, &path);
+        }
+        let mut store = Store { conn, path };
+        store
+            .conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|e| store.sql(e))?;
+        store.setup(durability)?;
+        Ok(store)
+    }
+
+    fn setup(&mut self, durability: Durability) -> Result<(), StoreError> {
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| self.classify(e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                "the state store {} does not support WAL (journal mode {mode})",
+                self.path.display()
+            );
+        }
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        self.conn
+            .execute_batch(&format!(
+                "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+            ))
+            .map_err(|e| self.classify(e))?;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.classify(e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        if version > 0 {
+            let ok: String = self
+                .conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| self.classify(e))?;
+            if ok != "ok" {
+                return Err(StoreError::Corrupt {
+                    path: self.path.clone(),
+                    detail: ok,
+                });
+            }
+        }
+        self.migrate(version)
+    }
+
+    /// Brings the schema from `from` up to [`SCHEMA_VERSION`], one step per version.
+    fn migrate(&mut self, from: i64) -> Result<(), StoreError> {
+        if from == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| classify(&self.path, e))?;
+        if from < 1 {
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS outbox (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    key TEXT NOT NULL UNIQUE,
+                    channel TEXT NOT NULL,
+                    thread_ts TEXT,
+                    text TEXT NOT NULL,
+                    created_ms INTEGER NOT NULL,
+                    state TEXT NOT NULL DEFAULT 'queued',
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+                    sending_since_ms INTEGER,
+                    last_error TEXT,
+                    sent_ts TEXT,
+                    done_ms INTEGER
+                );
+                CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, channel, id);
+                CREATE TABLE IF NOT EXISTS dedup (
+                    event_id TEXT PRIMARY KEY,
+                    seen_ms INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX IF NOT EXISTS dedup_age ON dedup(seen_ms);
+                CREATE TABLE IF NOT EXISTS exits (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at_ms INTEGER NOT NULL,
+                    mode TEXT NOT NULL,
+                    cause TEXT NOT NULL,
+                    clean INTEGER NOT NULL,
+                    announced INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE TABLE IF NOT EXISTS runs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    pid INTEGER NOT NULL,
+                    mode TEXT NOT NULL,
+                    started_ms INTEGER NOT NULL,
+                    ended_ms INTEGER,
+                    clean INTEGER
+                );
+                CREATE TABLE IF NOT EXISTS meta (
+                    key TEXT PRIMARY KEY,
+                    value TEXT NOT NULL
+                ) WITHOUT ROWID;",
+            )
+            .map_err(|e| classify(&self.path, e))?;
+        }
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(|e| classify(&self.path, e))?;
+        tx.commit().map_err(|e| classify(&self.path, e))
+    }
+
+    fn sql(&self, e: rusqlite::Error) -> StoreError {
+        classify(&self.path, e)
+    }
+
+    fn classify(&self, e: rusqlite::Error) -> StoreError {
+        classify(&self.path, e)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` and sorts its error.
+    pub(crate) fn run<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        f(&mut self.conn).map_err(|e| classify(&self.path, e))
+    }
+
+    /// A value from the `meta` table.
+    pub fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.run(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// Sets a value in the `meta` table.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.run(|c| {
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(|_| ())
+        })
+    }
+}
+
+/// Sorts a SQLite error into what an administrator can act on.
+fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::ErrorCode;
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        let detail = msg.clone().unwrap_or_else(|| e.to_string());
+        match f.code {
+            ErrorCode::DiskFull => {
+                return StoreError::Full {
+                    path: path.to_path_buf(),
+                }
+            }
+            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
+                return StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail,
+                }
+            }
+            ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
+                return StoreError::Open {
+                    path: path.to_path_buf(),
+                    detail,
+                }
+            }
+            _ => {}
+        }
+    }
+    StoreError::Sql {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+/// A database created by root (`notify` from a root shell) is handed to the
+/// owner of the state directory, the bot's user, so the bot can write it.
+/// (SQLite itself gives its WAL and shared-memory files to the database's
+/// owner when running as root.)
+fn give_to_directory_owner(dir: &Path, file: &Path) {
+    if !nix::unistd::Uid::effective().is_root() {
+        return;
+    }
+    if let Ok(m) = std::fs::metadata(dir) {
+        if m.uid() != 0 {
+            let _ = std::os::unix::fs::chown(file, Some(m.uid()), Some(m.gid()));
+        }
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    crate::clock::now_ms() as i64
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), Durability::Normal).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn opens_migrates_and_reopens() {
+        let (dir, mut s) = temp_store();
+        let v: i64 = s
+            .run(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        drop(s);
+        Store::open(dir.path(), Durability::Full).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Store::path_in(dir.path());
+        std::fs::write(
+            &path,
+            b"this is not a database, it is a grocery list\n".repeat(100),
+        )
+        .unwrap();
+        let e = Store::open(dir.path(), Durability::Normal).unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+        assert!(
+            e.to_string().contains("corrupt") && e.to_string().contains("mv "),
+            "{e}"
+        );
+        assert!(
+            std::fs::read(&path)
+                .unwrap()
+                .starts_with(b"this is not a database"),
+            "left as it was"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let (dir, mut s) = temp_store();
+        s.run(|c| c.execute_batch("PRAGMA user_version = 99"))
+            .unwrap();
+        drop(s);
+        let e = Store::open(dir.path(), Durability::Normal).unwrap_err();
+        assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
+    }
+
+    #[test]
+    fn an_older_schema_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Store::path_in(dir.path());
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE unrelated(x); PRAGMA user_version = 0;")
+            .unwrap();
+        drop(c);
+        let mut s = Store::open(dir.path(), Durability::Normal).unwrap();
+        let n: i64 = s
+            .run(|c| c.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}
