@@ -385,6 +385,31 @@ impl Config {
                 }
             }
         }
+        const YEAR: Duration = Duration::from_secs(365 * 86_400);
+        for (key, d) in [
+            ("supervise.backoff_initial", self.supervise.backoff_initial),
+            ("supervise.backoff_max", self.supervise.backoff_max),
+            (
+                "supervise.heartbeat_timeout",
+                self.supervise.heartbeat_timeout,
+            ),
+            ("supervise.stop_timeout", self.supervise.stop_timeout),
+            ("ensure.timeout", self.ensure.timeout),
+            ("announce.quiet", self.announce.quiet),
+            ("outbox.pace", self.outbox.pace),
+            ("outbox.keep", self.outbox.keep),
+            ("bot.dedup_retention", self.bot.dedup_retention),
+        ]
+        .into_iter()
+        .chain(self.commands.iter().map(|c| ("command.timeout", c.timeout)))
+        {
+            if d > YEAR {
+                return Err(bad(
+                    key,
+                    format!("{} is longer than a year", humantime::format_duration(d)),
+                ));
+            }
+        }
         let v = &self.supervise;
         for (key, d) in [
             ("supervise.backoff_initial", v.backoff_initial),
@@ -577,6 +602,17 @@ mod tests {
         assert!(e.to_string().contains("absolute"), "{e}");
         let e = parse(&format!("{ok}{ok}")).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn absurd_durations_are_refused() {
+        let e = parse("[outbox]\nkeep = \"500years\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("outbox.keep") && e.contains("longer than a year"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -142,6 +142,7 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
     let path = settings.path.clone();
     let retention = settings.config.bot.dedup_retention;
     let (settings_tx, settings_rx) = watch::channel(Arc::new(settings));
+    let settings_tx = Arc::new(settings_tx);
 
     let state_dir = settings_rx.borrow().config.daemon.state_dir.clone();
     let (store, run_id) = open_store(&state_dir, opts.mode);
@@ -180,11 +181,11 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
             health.subscribe(),
         ));
     }
-    let mut pool_task = tokio::spawn(pool::run(
+    let mut pool_task = spawn_socket_thread(
         settings_rx.clone(),
         PoolCtx::new(health.clone(), inbound_tx),
         stop_rx.clone(),
-    ));
+    )?;
     let bot_task = tokio::spawn(bot::serve(
         inbound_rx,
         ctx.clone(),
@@ -208,7 +209,10 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut pool_done = false;
-    let mut reload_pending = false;
+    // A reload runs beside the loop (its auth.test may take a while), so the
+    // watchdog and SIGTERM are served meanwhile; SIGHUPs during one queue one more.
+    let mut reloading: Option<tokio::task::JoinHandle<()>> = None;
+    let mut reload_again = false;
     let outcome: Result<(), ServiceError> = loop {
         tokio::select! {
             _ = hellos.changed() => monitor.update(),
@@ -218,20 +222,31 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
                 break match r {
                     Ok(Ok(())) => Err(ServiceError::Internal("the connection pool stopped".into())),
                     Ok(Err(fatal)) => Err(fatal.into()),
-                    Err(e) => Err(ServiceError::Internal(format!("the connection pool failed: {e}"))),
+                    Err(_) => Err(ServiceError::Internal("the Socket Mode thread died".into())),
                 };
             }
             sig = signals.stop() => {
                 tracing::info!("{sig} received: stopping gracefully");
                 break Ok(());
             }
-            _ = hup.recv() => reload_pending = true,
-        }
-        if reload_pending {
-            reload_pending = false;
-            reload(&path, &settings_tx, &health, &notifier).await;
+            _ = hup.recv() => {
+                if reloading.is_some() {
+                    reload_again = true;
+                } else {
+                    reloading = Some(tokio::spawn(reload(path.clone(), settings_tx.clone(), health.clone(), notifier)));
+                }
+            }
+            _ = async { if let Some(h) = reloading.as_mut() { let _ = h.await; } }, if reloading.is_some() => {
+                reloading = None;
+                if std::mem::take(&mut reload_again) {
+                    reloading = Some(tokio::spawn(reload(path.clone(), settings_tx.clone(), health.clone(), notifier)));
+                }
+            }
         }
     };
+    if let Some(h) = reloading {
+        h.abort();
+    }
 
     let stopping = match &outcome {
         Ok(()) => {
@@ -309,13 +324,40 @@ fn listen_for_wakes(path: &std::path::Path, wake: Arc<tokio::sync::Notify>) {
     }
 }
 
+/// Runs the Socket Mode connections on a thread and runtime of their own, so
+/// acknowledging envelopes never waits behind handler work on the main
+/// runtime's workers.
+fn spawn_socket_thread(
+    settings: crate::settings::SettingsRx,
+    ctx: Arc<PoolCtx>,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::sync::oneshot::Receiver<Result<(), PoolFatal>>, ServiceError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            ServiceError::Internal(format!("cannot start the Socket Mode runtime: {e}"))
+        })?;
+    std::thread::Builder::new()
+        .name("slackbotd-socket".into())
+        .spawn(move || {
+            let result = rt.block_on(pool::run(settings, ctx, stop));
+            let _ = tx.send(result);
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })
+        .map_err(|e| ServiceError::Internal(format!("cannot start the Socket Mode thread: {e}")))?;
+    Ok(rx)
+}
+
 /// Re-reads the configuration and tokens; replaces the connections without a gap.
 async fn reload(
-    path: &std::path::Path,
-    tx: &watch::Sender<Arc<Settings>>,
-    health: &Health,
-    notifier: &Notifier,
+    path: PathBuf,
+    tx: Arc<watch::Sender<Arc<Settings>>>,
+    health: Arc<Health>,
+    notifier: Notifier,
 ) {
+    let path = path.as_path();
     notifier.reloading();
     tracing::info!("SIGHUP received: reloading {}", path.display());
     match Settings::load(path) {
@@ -338,7 +380,10 @@ async fn reload(
             }
         },
     }
-    notifier.ready("Configuration reloaded");
+    // READY=1 ends the reload for systemd, but never before the first hello.
+    if health.snapshot().ever_connected {
+        notifier.ready("Configuration reloaded");
+    }
 }
 
 /// Turns health into READY=1, WATCHDOG=1, STATUS= lines and the heartbeat file.

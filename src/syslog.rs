@@ -124,8 +124,11 @@ impl Syslog {
                     break;
                 }
                 c.last_attempt = Some(Instant::now());
+                // Non-blocking: a stalled syslogd makes lines drop (counted),
+                // never the bot or the supervisor wait.
                 c.sock = UnixDatagram::unbound()
                     .and_then(|s| s.connect(&self.inner.path).map(|_| s))
+                    .and_then(|s| s.set_nonblocking(true).map(|_| s))
                     .ok();
                 if c.sock.is_some() {
                     let lost = self.inner.dropped.swap(0, Ordering::Relaxed);
@@ -225,6 +228,30 @@ mod tests {
         assert!(l.ends_with(" slackbotd[42]: hello"), "{l}");
         assert_eq!(facility("local3"), Some(19));
         assert_eq!(facility("nope"), None);
+    }
+
+    #[test]
+    fn a_stalled_syslog_never_blocks_the_caller() {
+        let dir =
+            std::env::temp_dir().join(format!("slackbotd-syslog-stall-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.sock");
+        let _listener_that_never_reads = UnixDatagram::bind(&path).unwrap();
+        let log = Syslog::new(&path, 3, "t");
+        let t = Instant::now();
+        for i in 0..20_000 {
+            log.send(6, &format!("line {i} {}", "x".repeat(200)));
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(
+            log.dropped() > 0,
+            "a full queue drops (and counts) instead of blocking"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

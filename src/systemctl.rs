@@ -28,6 +28,10 @@ pub struct UnitState {
     pub n_restarts: u64,
     /// When the main process started (CLOCK_MONOTONIC, µs), 0 when unknown.
     pub exec_main_start_monotonic: u64,
+    /// The main process's exit status (its code, or its signal number).
+    pub exec_main_status: i32,
+    /// When the main process exited (CLOCK_MONOTONIC, µs), 0 when unknown.
+    pub exec_main_exit_monotonic: u64,
 }
 
 impl UnitState {
@@ -74,7 +78,7 @@ pub fn show(unit: &str) -> Result<UnitState, SystemctlError> {
     let out = systemctl(&[
         "show",
         unit,
-        "--property=LoadState,ActiveState,SubState,Result,MainPID,NRestarts,ExecMainStartTimestampMonotonic",
+        "--property=LoadState,ActiveState,SubState,Result,MainPID,NRestarts,ExecMainStartTimestampMonotonic,ExecMainStatus,ExecMainExitTimestampMonotonic",
     ])?;
     let props: HashMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
     let get = |k: &str| props.get(k).copied().unwrap_or("").to_string();
@@ -86,6 +90,8 @@ pub fn show(unit: &str) -> Result<UnitState, SystemctlError> {
         main_pid: get("MainPID").parse().unwrap_or(0),
         n_restarts: get("NRestarts").parse().unwrap_or(0),
         exec_main_start_monotonic: get("ExecMainStartTimestampMonotonic").parse().unwrap_or(0),
+        exec_main_status: get("ExecMainStatus").parse().unwrap_or(0),
+        exec_main_exit_monotonic: get("ExecMainExitTimestampMonotonic").parse().unwrap_or(0),
     })
 }
 

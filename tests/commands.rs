@@ -188,3 +188,26 @@ fn slash_commands_map_to_the_same_table() {
         .expect("answered through the response_url");
     assert_eq!(p.text, "from a slash command");
 }
+
+#[test]
+fn a_command_runs_as_its_configured_user() {
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs root to switch users"
+        );
+        eprintln!("SKIPPED: switching users needs root");
+        return;
+    }
+    let s = Setup::new();
+    let _p = bot_with(
+        &s,
+        "[[command]]\nname = \"whoami\"\nrun = [\"/usr/bin/id\"]\nuser = \"nobody\"\n",
+    );
+    let r = reply_to(&s, "C1", "U1", "whoami");
+    assert!(r.contains("uid=65534(nobody)"), "{r}");
+    assert!(
+        !r.contains("groups=0(root)") && !r.contains(",0(root)"),
+        "root's groups are dropped: {r}"
+    );
+}

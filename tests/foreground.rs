@@ -266,7 +266,7 @@ fn a_half_open_socket_is_replaced_within_the_heartbeat_timeout() {
             .collect();
         (live.len() == 2).then_some(Instant::now())
     });
-    let replaced_after = fresh.expect("replaced") - t0;
+    let replaced_after = fresh.unwrap_or_else(|| panic!("not replaced:\n{}", p.log())) - t0;
     assert!(
         replaced_after < Duration::from_millis(4000),
         "replaced after {replaced_after:?}:\n{}",

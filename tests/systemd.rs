@@ -166,6 +166,17 @@ fn the_shipped_unit_keeps_the_bot_alive() {
         "{u:?}"
     );
     assert!(journal(&c).contains("token_revoked"));
+
+    // ensure honours RestartPreventExitStatus=78: it says so, and leaves the unit failed.
+    let out = c.sh("/opt/slackbotd/slackbotd ensure");
+    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty());
+    std::thread::sleep(secs(1));
+    assert_eq!(c.prop(UNIT, "ActiveState"), "failed");
+    assert!(
+        journal(&c).contains("stopped with exit 78"),
+        "{}",
+        journal(&c)
+    );
 }
 
 #[test]
@@ -280,6 +291,26 @@ fn ensure_and_cron_repair_what_systemd_missed() {
     );
     assert!(journal(&c).contains("is active but deaf or hung"));
     assert!(ping_answered(&s));
+
+    // An administrator stops the unit and runs the bot in the foreground:
+    // ensure sees the lock held and leaves both alone.
+    c.ok("systemctl stop slackbotd");
+    c.ok("setsid /opt/slackbotd/slackbotd run >/dev/null 2>&1 < /dev/null &");
+    assert!(wait_until(secs(10), || c
+        .sh("/opt/slackbotd/slackbotd status")
+        .status
+        .code()
+        == Some(0)));
+    ensure();
+    std::thread::sleep(secs(1));
+    assert_eq!(
+        c.prop(UNIT, "ActiveState"),
+        "inactive",
+        "ensure did not start a second bot"
+    );
+    assert!(journal(&c).contains("runs outside it"), "{}", journal(&c));
+    c.ok("/opt/slackbotd/slackbotd stop");
+    c.ok("systemctl start slackbotd");
 
     // The cron line from etc/, run by the real cron: a stopped bot comes back.
     let cron = c.ok("cat /etc/cron.d/slackbotd");

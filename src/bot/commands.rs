@@ -114,17 +114,8 @@ pub async fn run(
         match nix::unistd::User::from_name(user) {
             Ok(Some(u)) => {
                 let (uid, gid) = (u.uid.as_raw(), u.gid.as_raw());
+                // As root, std also drops the supplementary groups (setgroups(0)) before setuid.
                 c.env("HOME", &u.dir).env("USER", &u.name).uid(uid).gid(gid);
-                // SAFETY: setgroups is async-signal-safe; this runs in the
-                // child between fork and exec and touches no shared state.
-                unsafe {
-                    c.pre_exec(move || {
-                        if libc::setgroups(1, &gid) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
-                }
             }
             Ok(None) => return spawn_failed(started, format!("user {user:?} does not exist")),
             Err(e) => return spawn_failed(started, format!("cannot look up user {user:?}: {e}")),
@@ -135,6 +126,8 @@ pub async fn run(
         Err(e) => return spawn_failed(started, format!("cannot start {}: {e}", cmd.run[0])),
     };
     let pgid = child.id().map(|p| Pid::from_raw(p as i32));
+    // If this run is abandoned (the bot stops), the whole group goes with it.
+    let _group = KillGroupOnDrop(pgid);
     let stdout = child
         .stdout
         .take()
@@ -194,6 +187,17 @@ pub async fn run(
         stdout_len: out_len,
         stderr_tail: String::from_utf8_lossy(&err).into_owned(),
         duration: started.elapsed(),
+    }
+}
+
+/// Kills a process group when dropped (harmless if it is already gone).
+struct KillGroupOnDrop(Option<Pid>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pg) = self.0 {
+            let _ = killpg(pg, Signal::SIGKILL);
+        }
     }
 }
 
@@ -359,6 +363,36 @@ mod tests {
         assert_eq!(o.ending, Ending::TimedOut);
         assert!(o.duration < Duration::from_secs(5), "{:?}", o.duration);
         assert!(reply_text("t", &o, 3000).contains("timed out"));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_run_takes_its_process_group_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("gc.pid");
+        let script = format!("sleep 60 & echo $! > {}; sleep 60", pidfile.display());
+        let cmd = spec(&["/bin/sh", "-c", &script], 60_000);
+        let r =
+            tokio::time::timeout(Duration::from_millis(500), run(&cmd, &[], &caller(), b"")).await;
+        assert!(r.is_err(), "still running when abandoned");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.is_empty()
+                || stat
+                    .rfind(')')
+                    .is_some_and(|i| stat[i + 2..].starts_with('Z'))
+        };
+        for _ in 0..100 {
+            if gone() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("grandchild {pid} outlived the abandoned run");
     }
 
     #[tokio::test]

@@ -136,7 +136,7 @@ pub fn daemon(src: &ConfigSource, wait: Duration) -> Result<(), Failure> {
             Readiness::Vanished => Err(Failure::new(ExitCode::SOFTWARE, "the daemon ended before it was ready; see syslog")),
         },
         Ok(Forked::Daemon(ready)) => {
-            let code = run_daemon(path, config, identity, ready);
+            let code = run_daemon(path, config, identity, ready, wait);
             std::process::exit(i32::from(code));
         }
     }
@@ -173,7 +173,13 @@ fn drop_privileges(id: &Identity) -> nix::Result<()> {
 }
 
 /// The daemon process itself, after the double fork.
-fn run_daemon(path: PathBuf, config: Config, identity: Option<Identity>, ready: ReadyWriter) -> u8 {
+fn run_daemon(
+    path: PathBuf,
+    config: Config,
+    identity: Option<Identity>,
+    ready: ReadyWriter,
+    wait: Duration,
+) -> u8 {
     let pidfile = config.daemon.pidfile.clone();
     let lock = match PidLock::acquire(&pidfile) {
         Ok(l) => l,
@@ -210,6 +216,7 @@ fn run_daemon(path: PathBuf, config: Config, identity: Option<Identity>, ready: 
         Plan {
             config_path: path,
             config,
+            wait,
         },
         lock,
         ready,

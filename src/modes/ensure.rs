@@ -169,6 +169,27 @@ fn under_systemd(config: &Config, st: &UnitState) -> Result<(), Failure> {
             Ok(())
         }
         ("inactive", _) | ("failed", _) => {
+            if let Ok(Some(pid)) = lock::holder(&config.daemon.pidfile) {
+                tracing::info!(
+                    "ensure: {unit} is {}, but slackbotd runs outside it (pid {pid} holds the lock); leaving both alone",
+                    st.describe()
+                );
+                return Ok(());
+            }
+            if st.result == "exit-code" && st.exec_main_status == 78 {
+                // RestartPreventExitStatus=78: a bad configuration or token
+                // does not get better by starting again. Said once per failure.
+                let marker = config.ensure.lockfile.with_extension("exit78");
+                let stamp = st.exec_main_exit_monotonic.to_string();
+                if std::fs::read_to_string(&marker).ok().as_deref() != Some(stamp.as_str()) {
+                    tracing::warn!(
+                        "ensure: {unit} stopped with exit 78 (configuration or credentials); not starting it again: \
+                         run `slackbotd check`, fix what it says, then `systemctl start {unit}`"
+                    );
+                    let _ = std::fs::write(&marker, stamp);
+                }
+                return Ok(());
+            }
             if st.result == "start-limit-hit" {
                 systemctl::reset_failed(unit).map_err(systemd_failure)?;
                 tracing::warn!("ensure: {unit} hit its start limit; reset it");

@@ -6,4 +6,5 @@ pub mod backoff;
 pub mod envelope;
 pub mod pool;
 pub mod socket;
+pub mod tls;
 pub mod web;

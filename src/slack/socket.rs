@@ -2,7 +2,8 @@
 //!
 //! The loop acknowledges every envelope the moment it arrives, before anything
 //! looks at its payload, and hands the envelope on through a channel, so no
-//! handler can ever delay an ack. It pings Slack four times per heartbeat
+//! handler can ever delay an ack. Frames that arrive back to back are acked
+//! together with one flush. It pings Slack four times per heartbeat
 //! timeout and reports the connection stale when nothing at all (event, ping
 //! or pong) arrived for a whole timeout: that is how a half-open TCP link is
 //! found. It never reconnects by itself: the pool decides that.
@@ -10,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -25,6 +26,8 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a write (ack, ping, close) may take before the link counts as dead.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames read back to back before their acks are flushed.
+const ACK_BATCH: usize = 64;
 
 /// An envelope as it arrived, with where and when.
 #[derive(Debug, Clone)]
@@ -81,7 +84,9 @@ fn loggable(url: &str) -> String {
 /// Asks Slack for a socket URL, connects, and waits for `hello`.
 pub async fn open(web: &SlackWeb, hello_timeout: Duration) -> Result<(Ws, Hello), OpenError> {
     let url = web.open_socket_url().await?;
-    let connect = tokio_tungstenite::connect_async(url.as_str());
+    let tls = tokio_tungstenite::Connector::Rustls(super::tls::for_url(&url));
+    let connect =
+        tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, Some(tls));
     let (mut ws, _) = match tokio::time::timeout(hello_timeout, connect).await {
         Err(_) => {
             return Err(OpenError::Connect {
@@ -203,6 +208,21 @@ async fn send(
     }
 }
 
+/// Queues a frame without flushing (the caller flushes after a batch).
+async fn feed(
+    sink: &mut futures_util::stream::SplitSink<Ws, Message>,
+    m: Message,
+) -> Result<(), String> {
+    match tokio::time::timeout(SEND_TIMEOUT, sink.feed(m)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("ack failed: {e}")),
+        Err(_) => Err(format!(
+            "an ack did not go out within {}s",
+            SEND_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 async fn drive(
     id: u64,
     ws: Ws,
@@ -230,26 +250,49 @@ async fn drive(
                 break "closed by slackbotd".to_string();
             }
             msg = stream.next() => {
-                let msg = match msg {
-                    None => break "closed by Slack".to_string(),
-                    Some(Err(e)) => break format!("read failed: {e}"),
-                    Some(Ok(m)) => m,
-                };
-                health.frame(id);
-                match msg {
-                    Message::Text(text) => {
-                        if let Err(e) = on_text(id, &text, &mut sink, &health, &inbound, &signals).await {
-                            break e;
+                // This frame and any already waiting behind it: their acks are
+                // written together, then flushed once.
+                let mut msg = msg;
+                let mut handled = 0;
+                let ended = loop {
+                    let m = match msg {
+                        None => break Some("closed by Slack".to_string()),
+                        Some(Err(e)) => break Some(format!("read failed: {e}")),
+                        Some(Ok(m)) => m,
+                    };
+                    health.frame(id);
+                    match m {
+                        Message::Text(text) => {
+                            if let Err(e) = on_text(id, &text, &mut sink, &health, &inbound, &signals).await {
+                                break Some(e);
+                            }
                         }
+                        Message::Binary(b) => tracing::warn!(conn = id, "ignoring a binary frame of {} bytes", b.len()),
+                        Message::Close(frame) => {
+                            break Some(match frame {
+                                Some(f) => format!("Slack closed the connection ({} {})", f.code, f.reason),
+                                None => "Slack closed the connection".to_string(),
+                            });
+                        }
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
-                    Message::Binary(b) => tracing::warn!(conn = id, "ignoring a binary frame of {} bytes", b.len()),
-                    Message::Close(frame) => {
-                        break match frame {
-                            Some(f) => format!("Slack closed the connection ({} {})", f.code, f.reason),
-                            None => "Slack closed the connection".to_string(),
-                        };
+                    handled += 1;
+                    if handled >= ACK_BATCH {
+                        break None;
                     }
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    match stream.next().now_or_never() {
+                        Some(next) => msg = next,
+                        None => break None,
+                    }
+                };
+                if let Some(why) = ended {
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await;
+                    break why;
+                }
+                match tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break format!("ack failed: {e}"),
+                    Err(_) => break format!("an ack did not go out within {}s", SEND_TIMEOUT.as_secs()),
                 }
             }
             _ = ticker.tick() => {
@@ -283,9 +326,12 @@ async fn on_text(
 ) -> Result<(), String> {
     match parse_frame(text) {
         Ok(Frame::Envelope(envelope)) => {
-            send(sink, Message::Text(ack(&envelope.envelope_id).into()))
-                .await
-                .map_err(|e| format!("ack failed: {e}"))?;
+            if inbound.is_closed() {
+                // Stopping: nobody would handle it. Unacknowledged, Slack
+                // delivers it again, to the next bot.
+                return Ok(());
+            }
+            feed(sink, Message::Text(ack(&envelope.envelope_id).into())).await?;
             health.event();
             tracing::debug!(conn = id, envelope = %envelope.envelope_id, kind = envelope.kind.as_str(), retry = envelope.retry_attempt, "envelope acknowledged");
             let _ = inbound.send(Inbound {

@@ -21,6 +21,9 @@ pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
 /// How long one Web API call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Web API calls in flight at once. Slack paces posts per channel anyway;
+/// more parallel calls only open more connections (over http1) and memory.
+pub const MAX_CONCURRENT_CALLS: usize = 8;
 
 /// A failed Web API call, sorted by what the caller should do about it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -174,6 +177,7 @@ pub struct OutgoingMessage {
 #[derive(Clone)]
 pub struct SlackWeb {
     client: Arc<SlackClient<Connector>>,
+    calls: Arc<tokio::sync::Semaphore>,
     api_url: String,
     bot: SlackApiToken,
     app: SlackApiToken,
@@ -187,29 +191,11 @@ impl std::fmt::Debug for SlackWeb {
     }
 }
 
-/// Builds an http1+http2, http+https connector with the system's CA roots.
-/// Without CA roots only plain-http URLs work; an https URL then fails with
-/// a clear error on the first call.
+/// Builds an http1+http2, http+https connector. CA roots are loaded only
+/// when the API URL is https (see `tls`).
 fn connector(api_url: &str) -> Connector {
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match builder.with_native_roots() {
-        Ok(b) => b,
-        Err(e) => {
-            if api_url.starts_with("https://") {
-                tracing::warn!(
-                    "no CA certificates found ({e}); install the ca-certificates package"
-                );
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
-        }
-    };
-    let https = builder
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*super::tls::for_url(api_url)).clone())
         .https_or_http()
         .enable_http1()
         .enable_http2()
@@ -226,6 +212,7 @@ impl SlackWeb {
     pub fn new(api_url: &str, tokens: &Tokens) -> SlackWeb {
         SlackWeb {
             client: Arc::new(SlackClient::new(connector(api_url))),
+            calls: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
             api_url: api_url.to_string(),
             bot: api_token(&tokens.bot),
             app: api_token(&tokens.app),
@@ -242,6 +229,7 @@ impl SlackWeb {
         method: &'static str,
         fut: impl std::future::Future<Output = ClientResult<T>>,
     ) -> Result<T, WebError> {
+        let _slot = self.calls.acquire().await;
         match tokio::time::timeout(CALL_TIMEOUT, fut).await {
             Err(_) => Err(WebError::Unreachable {
                 method,

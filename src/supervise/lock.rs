@@ -82,15 +82,24 @@ impl PidLock {
             }
         }
         let mut file = open(path, true).map_err(err)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(LockError::Held {
-                    path: path.to_path_buf(),
-                    pid: read_pid(&mut file),
-                })
+        // `status` and `stop` take a shared lock for an instant to look:
+        // a few short retries tell that apart from a real holder.
+        let mut tries = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(LockError::Held {
+                        path: path.to_path_buf(),
+                        pid: read_pid(&mut file),
+                    })
+                }
+                Err(TryLockError::Error(e)) => return Err(err(e)),
             }
-            Err(TryLockError::Error(e)) => return Err(err(e)),
         }
         let mut lock = PidLock {
             file,
@@ -146,7 +155,16 @@ pub fn holder(path: &Path) -> std::io::Result<Option<u32>> {
             let _ = file.unlock();
             Ok(None)
         }
-        Err(TryLockError::WouldBlock) => Ok(Some(read_pid(&mut file).unwrap_or(0))),
+        Err(TryLockError::WouldBlock) => {
+            // The holder may be rewriting its pid this very instant.
+            for _ in 0..5 {
+                if let Some(pid) = read_pid(&mut file) {
+                    return Ok(Some(pid));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(Some(0))
+        }
         Err(TryLockError::Error(e)) => Err(e),
     }
 }

@@ -40,6 +40,10 @@ pub struct Plan {
     pub config_path: PathBuf,
     /// The configuration as loaded before the fork.
     pub config: Config,
+    /// How long the starting command waits for the first hello: until then a
+    /// failing first worker fails the start; after it, the worker is simply
+    /// restarted like any other.
+    pub wait: Duration,
 }
 
 /// How one worker's life ended.
@@ -67,6 +71,7 @@ struct Supervisor {
     rec: SupervisorRecord,
     pending_downtime: Option<Instant>,
     store: Option<crate::store::Store>,
+    started: Instant,
 }
 
 /// Runs the supervisor until told to stop or the worker exits 78; returns the exit code.
@@ -112,6 +117,7 @@ pub fn supervise(plan: Plan, lock: PidLock, mut ready: ReadyWriter) -> u8 {
         sigfd,
         pending_downtime: None,
         store: None,
+        started: Instant::now(),
     };
     s.store = match crate::store::Store::open(
         &s.plan.config.daemon.state_dir,
@@ -213,6 +219,10 @@ impl Supervisor {
                     r.failed(78, last_words.trim_start_matches("slackbotd: "));
                 }
                 return 78;
+            }
+            if self.started.elapsed() >= self.plan.wait {
+                // The starting command has stopped waiting: restart as usual.
+                self.ready = None;
             }
             if let Some(r) = self.ready.take() {
                 // The first worker never became ready: starting failed.

@@ -30,7 +30,10 @@ pub struct Setup {
 impl Setup {
     /// A fake with default options.
     pub fn new() -> Setup {
-        Setup::with_options(Options::default())
+        Setup::with_options(Options {
+            log_events: std::env::var_os("FAKE_SLACK_LOG").is_some(),
+            ..Options::default()
+        })
     }
 
     /// A fake with these options.

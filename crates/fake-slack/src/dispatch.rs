@@ -90,10 +90,13 @@ impl Shared {
             m.retry_attempt,
             &m.payload,
         );
-        let sent = inner
-            .handles
-            .get(&conn_id)
-            .is_some_and(|h| h.tx.send(Outbound::Text(text)).is_ok());
+        let sent = inner.handles.get(&conn_id).is_some_and(|h| {
+            h.tx.send(Outbound::Envelope {
+                text,
+                envelope_id: m.envelope_id.clone(),
+            })
+            .is_ok()
+        });
         if !sent {
             inner.queue.push_back(index);
             return;
@@ -175,6 +178,24 @@ impl Shared {
             self.route(inner, index, None);
             true
         })
+    }
+
+    /// Envelopes handed to the socket now: their deliveries count from here,
+    /// not from when they were queued for the connection.
+    pub(crate) fn mark_written(&self, envelope_ids: &[String], at: Instant) {
+        if envelope_ids.is_empty() {
+            return;
+        }
+        self.update(|inner| {
+            for id in envelope_ids {
+                if let Some(&d) = inner.by_envelope.get(id) {
+                    let delivery = &mut inner.snap.deliveries[d];
+                    if delivery.acked_at.is_none() {
+                        delivery.sent_at = at;
+                    }
+                }
+            }
+        });
     }
 
     /// Records an ack frame; the first ack of an envelope id wins.

@@ -79,6 +79,17 @@ impl Shared {
         (id, admission)
     }
 
+    /// Whether `half_open` silenced this connection (checked by its reader
+    /// for every frame, so nothing that arrives after the call is answered).
+    pub(crate) fn is_silenced(&self, id: u64) -> bool {
+        self.read(|inner| {
+            inner
+                .handles
+                .get(&id)
+                .is_some_and(|h| h.link == Link::HalfOpen)
+        })
+    }
+
     /// Records that a connection's socket is gone.
     pub(crate) fn connection_closed(&self, id: u64) {
         self.update(|inner| {

@@ -21,6 +21,8 @@ use crate::snapshot::Snapshot;
 pub(crate) enum Outbound {
     /// Send a text frame.
     Text(String),
+    /// Send an envelope; its delivery's `sent_at` becomes the moment it is written.
+    Envelope { text: String, envelope_id: String },
     /// Send a binary frame.
     Binary(Vec<u8>),
     /// Send a `disconnect` frame with this reason, then close after the grace period.

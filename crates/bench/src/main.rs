@@ -1,0 +1,399 @@
+//! `slackbotd-bench`: slackbotd measured side by side with the bot teams run
+//! today (a Python Slack Bolt app on Socket Mode), both against the same
+//! local fake Slack, in one run. Prints a table and, unless `--quick`, writes
+//! it into BENCHMARKS.md between the markers, keeping the rest of the file.
+//! `--quick` only keeps the benchmark from rotting: tiny sample counts, no
+//! file written, and no timing judged.
+
+mod measure;
+mod peers;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use peers::{Kind, Programs};
+use report::{Ratio, Row};
+use stats::summarize;
+
+const BEGIN: &str = "<!-- bench:begin (written by scripts/bench; edit outside these markers) -->";
+const END: &str = "<!-- bench:end -->";
+
+/// Measure slackbotd next to a Python Slack Bolt bot.
+#[derive(Debug, Parser)]
+#[command(name = "slackbotd-bench")]
+struct Cli {
+    /// The slackbotd binary (a release build).
+    #[arg(long, default_value = "target/release/slackbotd")]
+    bot: PathBuf,
+    /// The Python with slack_bolt installed; without it only slackbotd is measured.
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// The Bolt peer app.
+    #[arg(long, default_value = "bench/peer_bolt.py")]
+    peer: PathBuf,
+    /// Tiny sample counts, nothing written, nothing judged (for CI).
+    #[arg(long)]
+    quick: bool,
+    /// Where the table goes.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Measure one figure only (start, restart, memory, burst, ensure); nothing is written.
+    #[arg(long, value_name = "FIGURE")]
+    only: Option<String>,
+}
+
+struct Counts {
+    starts: usize,
+    kills: usize,
+    pings: usize,
+    events: usize,
+    ensures: usize,
+}
+
+fn progress(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|k| format!("{:.0} GiB", k / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let run = |cmd: &str, arg: &str| {
+        std::process::Command::new(cmd)
+            .arg(arg)
+            .output()
+            .ok()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).trim().to_string()
+                    + String::from_utf8_lossy(&o.stderr).trim()
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "{cpu}, {cores} cores, {mem} RAM, Linux {}; {}; {}",
+        kernel.trim(),
+        run("rustc", "--version"),
+        run("python3", "--version")
+    )
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !peers::executable(&cli.bot) {
+        eprintln!(
+            "slackbotd-bench: {} is not an executable; build it first (cargo build --release)",
+            cli.bot.display()
+        );
+        return ExitCode::from(66);
+    }
+    let python = cli.python.clone().filter(|p| peers::executable(p));
+    if python.is_none() {
+        eprintln!("slackbotd-bench: no Python with slack_bolt given (--python); measuring slackbotd alone");
+    }
+    let programs = Programs {
+        bot: cli.bot.clone(),
+        python,
+        peer: cli.peer.clone(),
+    };
+    let n = if cli.quick {
+        Counts {
+            starts: 2,
+            kills: 3,
+            pings: 50,
+            events: 200,
+            ensures: 5,
+        }
+    } else {
+        Counts {
+            starts: 15,
+            kills: 20,
+            pings: 1000,
+            events: 2000,
+            ensures: 50,
+        }
+    };
+    let kinds: Vec<Kind> = if programs.python.is_some() {
+        vec![Kind::Slackbotd, Kind::Bolt]
+    } else {
+        vec![Kind::Slackbotd]
+    };
+    let mut failures = Vec::new();
+    let mut note = |kind: Kind, what: &str, e: String| {
+        eprintln!("bench: {} {what}: FAILED: {e}", kind.name());
+        failures.push(format!("{} {what}: {e}", kind.name()));
+    };
+
+    let wanted = |f: &str| cli.only.as_deref().is_none_or(|o| o == f);
+    let mut start = [None, None];
+    let mut restart = [None, None];
+    let mut memory = [None, None];
+    let mut burst = [None, None];
+    for (i, &k) in kinds.iter().enumerate() {
+        if wanted("start") {
+            progress(&format!("{}: start to ready ({} runs)", k.name(), n.starts));
+            match measure::start(k, &programs, n.starts) {
+                Ok(v) => start[i] = Some(v),
+                Err(e) => note(k, "start", e),
+            }
+        }
+        progress(&format!(
+            "{}: restart after kill -9 ({} kills)",
+            k.name(),
+            n.kills
+        ));
+        match measure::restart(k, &programs, n.kills) {
+            Ok(v) => restart[i] = Some(v),
+            Err(e) => note(k, "restart", e),
+        }
+        progress(&format!(
+            "{}: memory, idle and after {} pings",
+            k.name(),
+            n.pings
+        ));
+        match measure::memory(k, &programs, n.pings) {
+            Ok(v) => memory[i] = Some(v),
+            Err(e) => note(k, "memory", e),
+        }
+        progress(&format!(
+            "{}: a burst of {} events over one connection",
+            k.name(),
+            n.events
+        ));
+        match measure::burst(k, &programs, n.events) {
+            Ok(v) => burst[i] = Some(v),
+            Err(e) => note(k, "burst", e),
+        }
+    }
+    progress(&format!(
+        "slackbotd: ensure on a healthy daemon ({} runs)",
+        n.ensures
+    ));
+    let ensure = match measure::ensure(&programs, n.ensures) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            note(Kind::Slackbotd, "ensure", e);
+            None
+        }
+    };
+
+    let judge = |ok: bool| (!cli.quick).then_some(ok);
+    let pick = |v: &Option<(Vec<f64>, Vec<f64>)>, second: bool| {
+        v.as_ref()
+            .and_then(|(a, b)| summarize(if second { b } else { a }))
+    };
+    let mib = |v: &Option<measure::Memory>, which: u8| {
+        v.map(|m| match which {
+            0 => m.idle,
+            1 => m.busy,
+            _ => m.busy_anon,
+        })
+        .and_then(|k| summarize(&[k / 1024.0]))
+    };
+    let mut rows = Vec::new();
+    let (s0, s1) = (pick(&start[0], false), pick(&start[1], false));
+    rows.push(Row {
+        figure: "start: exec → first hello (ms)".into(),
+        met: match (s0, s1) {
+            (Some(o), Some(p)) => judge(p.median >= 10.0 * o.median),
+            _ => None,
+        },
+        ours: s0,
+        peer: s1,
+        ratio: Ratio::PeerOverOurs,
+        target: "≥ 10× sooner".into(),
+        decimals: 1,
+    });
+    rows.push(Row {
+        figure: "start: exec → first pong posted (ms)".into(),
+        ours: pick(&start[0], true),
+        peer: pick(&start[1], true),
+        ratio: Ratio::PeerOverOurs,
+        target: "".into(),
+        met: None,
+        decimals: 1,
+    });
+    let r0 = pick(&restart[0], false);
+    rows.push(Row {
+        figure: "restart: kill -9 → new connection (ms)".into(),
+        met: r0.map(|o| o.median < 50.0).and_then(judge),
+        ours: r0,
+        peer: pick(&restart[1], false),
+        ratio: Ratio::PeerOverOurs,
+        target: "median < 50 ms".into(),
+        decimals: 1,
+    });
+    rows.push(Row {
+        figure: "restart: kill -9 → next pong (ms)".into(),
+        ours: pick(&restart[0], true),
+        peer: pick(&restart[1], true),
+        ratio: Ratio::PeerOverOurs,
+        target: "".into(),
+        met: None,
+        decimals: 1,
+    });
+    for (which, label) in [
+        (0u8, "RSS after connecting (MiB)"),
+        (1, "RSS after the pings (MiB)"),
+        (2, "  of which anonymous (MiB)"),
+    ] {
+        let (o, p) = (mib(&memory[0], which), mib(&memory[1], which));
+        let judged = which < 2;
+        rows.push(Row {
+            figure: label.into(),
+            met: match (o, p) {
+                (Some(o), Some(p)) if judged => judge(o.median * 4.0 <= p.median),
+                _ => None,
+            },
+            ours: o,
+            peer: p,
+            ratio: Ratio::OursOverPeer,
+            target: if judged {
+                "≤ ¼ of the peer".into()
+            } else {
+                String::new()
+            },
+            decimals: 1,
+        });
+    }
+    let rate = |v: &Option<measure::Burst>| v.as_ref().and_then(|b| summarize(&[b.rate]));
+    let (e0, e1) = (rate(&burst[0]), rate(&burst[1]));
+    rows.push(Row {
+        figure: "burst: events/s over one connection".into(),
+        met: match (e0, e1) {
+            (Some(o), Some(p)) => judge(o.median >= 5.0 * p.median),
+            _ => None,
+        },
+        ours: e0,
+        peer: e1,
+        ratio: Ratio::OursOverPeer,
+        target: "≥ 5× the peer".into(),
+        decimals: 0,
+    });
+    let lat = |v: &Option<measure::Burst>, q: f64| {
+        v.as_ref().and_then(|b| {
+            let mut s = b.latencies.clone();
+            s.sort_by(|a, b| a.total_cmp(b));
+            (!s.is_empty())
+                .then(|| summarize(&[stats::quantile(&s, q)]))
+                .flatten()
+        })
+    };
+    rows.push(Row {
+        figure: "burst: ack latency p50 (ms)".into(),
+        ours: lat(&burst[0], 0.5),
+        peer: lat(&burst[1], 0.5),
+        ratio: Ratio::PeerOverOurs,
+        target: "".into(),
+        met: None,
+        decimals: 2,
+    });
+    let p99 = lat(&burst[0], 0.99);
+    rows.push(Row {
+        figure: "burst: ack latency p99 (ms)".into(),
+        met: p99.map(|o| o.median < 5.0).and_then(judge),
+        ours: p99,
+        peer: lat(&burst[1], 0.99),
+        ratio: Ratio::PeerOverOurs,
+        target: "< 5 ms".into(),
+        decimals: 2,
+    });
+    let lost = |v: &Option<measure::Burst>| v.as_ref().and_then(|b| summarize(&[b.lost as f64]));
+    rows.push(Row {
+        figure: "burst: events never acked".into(),
+        ours: lost(&burst[0]),
+        peer: lost(&burst[1]),
+        ratio: Ratio::None,
+        target: "".into(),
+        met: None,
+        decimals: 0,
+    });
+    if let Some(times) = &ensure {
+        let (e, t, v) = (&times.ensure, &times.truth, &times.version);
+        let (se, sv) = (summarize(e), summarize(v));
+        rows.push(Row {
+            figure: "ensure, healthy, no systemd (ms)".into(),
+            met: match (se, sv) {
+                (Some(a), Some(b)) => judge(a.median <= 2.0 * b.median),
+                _ => None,
+            },
+            ours: se,
+            peer: None,
+            ratio: Ratio::None,
+            target: format!(
+                "≤ 2× `--version` ({:.2} ms); `true`: {:.2} ms",
+                sv.map(|s| s.median).unwrap_or(f64::NAN),
+                summarize(t).map(|s| s.median).unwrap_or(f64::NAN)
+            ),
+            decimals: 2,
+        });
+    }
+
+    let table = report::text(&rows);
+    println!("\n{table}");
+    println!("Medians, with the 10th–90th percentile in brackets. Ratios compare medians.");
+    if cli.quick {
+        println!("(--quick: tiny samples; nothing judged, nothing written)");
+    } else if cli.only.is_some() {
+        println!("(--only: nothing written)");
+    } else {
+        let block = format!(
+            "{BEGIN}\nMeasured on {}, at {}.\n\n{}\nMedians, with the 10th–90th percentile in brackets; ratios compare medians. \
+             Samples: {} starts, {} kills, {} pings, a burst of {} events, {} `ensure` runs.\n{END}",
+            machine(),
+            std::process::Command::new("date")
+                .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default(),
+            report::markdown(&rows),
+            n.starts,
+            n.kills,
+            n.pings,
+            n.events,
+            n.ensures
+        );
+        let old = std::fs::read_to_string(&cli.out).unwrap_or_default();
+        let new = match (old.find(BEGIN), old.find(END)) {
+            (Some(a), Some(b)) if b > a => format!("{}{block}{}", &old[..a], &old[b + END.len()..]),
+            _ => format!("# Benchmarks\n\nRun `scripts/bench` to reproduce.\n\n{block}\n"),
+        };
+        if let Err(e) = std::fs::write(&cli.out, new) {
+            eprintln!("slackbotd-bench: cannot write {}: {e}", cli.out.display());
+            return ExitCode::from(73);
+        }
+        println!("written to {}", cli.out.display());
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "slackbotd-bench: {} measurement(s) failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+        ExitCode::FAILURE
+    }
+}
