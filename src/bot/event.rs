@@ -64,23 +64,31 @@ fn ignored(why: impl Into<String>) -> Decoded {
 
 /// Decodes an envelope's payload for a bot with identity `me`.
 pub fn decode(env: &Envelope, me: &Identity) -> Decoded {
+    if env.kind == EnvelopeKind::Interactive {
+        return ignored("interactive payloads are acknowledged but not handled");
+    }
+    let payload: Value = match serde_json::from_str(env.payload.get()) {
+        Ok(v) => v,
+        Err(e) => return ignored(format!("{} payload does not parse: {e}", env.kind.as_str())),
+    };
     match env.kind {
-        EnvelopeKind::EventsApi => decode_event(&env.payload, me),
-        EnvelopeKind::SlashCommands => decode_command(&env.payload),
+        EnvelopeKind::EventsApi => decode_event(payload, me),
+        EnvelopeKind::SlashCommands => decode_command(payload),
         EnvelopeKind::Interactive => {
             ignored("interactive payloads are acknowledged but not handled")
         }
     }
 }
 
-fn decode_event(payload: &Value, me: &Identity) -> Decoded {
-    let cb: SlackPushEventCallback = match serde_json::from_value(payload.clone()) {
+fn decode_event(payload: Value, me: &Identity) -> Decoded {
+    use serde::Deserialize;
+    let cb = match SlackPushEventCallback::deserialize(&payload) {
         Ok(cb) => cb,
         Err(e) => return ignored(format!("events_api payload does not parse: {e}")),
     };
     let event_id = Some(cb.event_id.to_string());
     let team = cb.team_id.to_string();
-    let raw = payload.clone();
+    let raw = payload;
     match cb.event {
         SlackEventCallbackBody::AppMention(m) => {
             if m.edited.is_some() {
@@ -152,8 +160,9 @@ fn event_name(e: &SlackEventCallbackBody) -> String {
         .unwrap_or_else(|| "(unknown)".into())
 }
 
-fn decode_command(payload: &Value) -> Decoded {
-    let c: SlackCommandEvent = match serde_json::from_value(payload.clone()) {
+fn decode_command(payload: Value) -> Decoded {
+    use serde::Deserialize;
+    let c = match SlackCommandEvent::deserialize(&payload) {
         Ok(c) => c,
         Err(e) => return ignored(format!("slash command payload does not parse: {e}")),
     };
@@ -169,7 +178,7 @@ fn decode_command(payload: &Value) -> Decoded {
         ts: None,
         thread_ts: None,
         event_id: None,
-        raw: payload.clone(),
+        raw: payload,
     }))
 }
 
@@ -200,6 +209,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn raw(v: Value) -> Box<serde_json::value::RawValue> {
+        serde_json::value::RawValue::from_string(v.to_string()).unwrap()
+    }
+
     fn me() -> Identity {
         Identity {
             user_id: "UBOT".into(),
@@ -215,8 +228,10 @@ mod tests {
             accepts_response_payload: false,
             retry_attempt: 0,
             retry_reason: String::new(),
-            payload: json!({"token":"t","team_id":"T1","api_app_id":"A1","event":event,
+            payload: raw(
+                json!({"token":"t","team_id":"T1","api_app_id":"A1","event":event,
                 "type":"event_callback","event_id":"Ev1","event_time":1700000000}),
+            ),
         }
     }
 
@@ -289,8 +304,10 @@ mod tests {
             accepts_response_payload: true,
             retry_attempt: 0,
             retry_reason: String::new(),
-            payload: json!({"team_id":"T1","channel_id":"C1","user_id":"U1","command":"/bot","text":"ping",
+            payload: raw(
+                json!({"team_id":"T1","channel_id":"C1","user_id":"U1","command":"/bot","text":"ping",
                 "response_url":"http://127.0.0.1:1/commands/x","trigger_id":"t"}),
+            ),
         };
         let Decoded::Request(r) = decode(&env, &me()) else {
             panic!()
@@ -302,7 +319,7 @@ mod tests {
     #[test]
     fn malformed_payload_is_ignored_with_a_reason() {
         let mut env = events_api(json!({}));
-        env.payload = json!({"nonsense": true});
+        env.payload = raw(json!({"nonsense": true}));
         let Decoded::Ignored(why) = decode(&env, &me()) else {
             panic!()
         };

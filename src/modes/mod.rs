@@ -127,6 +127,16 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
+        // Handlers, replies and the outbox yield the CPU to the Socket Mode
+        // thread (which keeps the default priority): under load, acks first.
+        // SAFETY: setpriority on the calling thread only; no memory effects.
+        .on_thread_start(|| unsafe {
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                libc::syscall(libc::SYS_gettid) as libc::id_t,
+                5,
+            );
+        })
         .build()
         .map_err(|e| {
             Failure::new(

@@ -4,6 +4,7 @@
 //! says what was wrong, so a garbage frame is logged and never panics.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// One text frame from the Socket Mode WebSocket.
@@ -55,7 +56,7 @@ impl EnvelopeKind {
 }
 
 /// A delivery that must be acknowledged within three seconds.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Envelope {
     /// The ID to acknowledge.
     pub envelope_id: String,
@@ -67,8 +68,19 @@ pub struct Envelope {
     pub retry_attempt: u64,
     /// Why it was redelivered (`timeout`, …), empty on first delivery.
     pub retry_reason: String,
-    /// The payload, decoded later by the bot.
-    pub payload: Value,
+    /// The payload as Slack sent it, decoded later, off the socket's loop.
+    pub payload: Box<RawValue>,
+}
+
+impl PartialEq for Envelope {
+    fn eq(&self, o: &Envelope) -> bool {
+        self.envelope_id == o.envelope_id
+            && self.kind == o.kind
+            && self.accepts_response_payload == o.accepts_response_payload
+            && self.retry_attempt == o.retry_attempt
+            && self.retry_reason == o.retry_reason
+            && self.payload.get() == o.payload.get()
+    }
 }
 
 /// Why a frame could not be understood.
@@ -86,7 +98,7 @@ pub enum FrameError {
 }
 
 #[derive(Deserialize)]
-struct RawFrame {
+struct RawFrame<'a> {
     #[serde(rename = "type")]
     kind: Option<String>,
     envelope_id: Option<String>,
@@ -96,8 +108,9 @@ struct RawFrame {
     retry_attempt: Option<u64>,
     #[serde(default)]
     retry_reason: Option<String>,
-    #[serde(default)]
-    payload: Option<Value>,
+    /// Kept as text: the socket loop never builds the payload's tree.
+    #[serde(default, borrow)]
+    payload: Option<&'a RawValue>,
     #[serde(default)]
     reason: Option<String>,
     #[serde(default)]
@@ -117,12 +130,24 @@ fn excerpt(text: &str) -> String {
 
 /// Parses one text frame.
 pub fn parse_frame(text: &str) -> Result<Frame, FrameError> {
-    let raw: RawFrame = match serde_json::from_str::<Value>(text) {
-        Err(e) => return Err(FrameError::NotJson(e.to_string(), excerpt(text))),
-        Ok(v) if !v.is_object() => return Err(FrameError::NoType(excerpt(text))),
-        Ok(v) => serde_json::from_value(v)
-            .map_err(|e| FrameError::NoType(format!("{e}: {}", excerpt(text))))?,
-    };
+    // One pass for well-formed frames; the slower path below only runs to
+    // say precisely what is wrong with a bad one.
+    match serde_json::from_str::<RawFrame>(text) {
+        Ok(raw) => classify(raw, text),
+        Err(e) => Err(diagnose(text, e)),
+    }
+}
+
+/// Says what is wrong with a frame that does not parse.
+fn diagnose(text: &str, e: serde_json::Error) -> FrameError {
+    match serde_json::from_str::<Value>(text) {
+        Err(e) => FrameError::NotJson(e.to_string(), excerpt(text)),
+        Ok(v) if !v.is_object() => FrameError::NoType(excerpt(text)),
+        Ok(_) => FrameError::NoType(format!("{e}: {}", excerpt(text))),
+    }
+}
+
+fn classify(raw: RawFrame, text: &str) -> Result<Frame, FrameError> {
     let Some(kind) = raw.kind else {
         return Err(FrameError::NoType(excerpt(text)));
     };
@@ -162,7 +187,7 @@ pub fn parse_frame(text: &str) -> Result<Frame, FrameError> {
         .envelope_id
         .filter(|e| !e.is_empty())
         .ok_or_else(|| bad("no envelope_id"))?;
-    let payload = raw.payload.ok_or_else(|| bad("no payload"))?;
+    let payload = raw.payload.ok_or_else(|| bad("no payload"))?.to_owned();
     Ok(Frame::Envelope(Envelope {
         envelope_id,
         kind: env_kind,
@@ -182,7 +207,9 @@ pub fn salvage_envelope_id(text: &str) -> Option<String> {
 
 /// The acknowledgement frame for an envelope.
 pub fn ack(envelope_id: &str) -> String {
-    serde_json::json!({ "envelope_id": envelope_id }).to_string()
+    // The id is JSON-escaped as a string; no map is built on the hot path.
+    let id = serde_json::to_string(envelope_id).unwrap_or_else(|_| "\"\"".to_string());
+    format!("{{\"envelope_id\":{id}}}")
 }
 
 #[cfg(test)]
