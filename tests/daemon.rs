@@ -4,45 +4,31 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 
 /// A daemon test: fake Slack, syslog, configuration; stops the daemon at the end.
-struct D {
-    s: Setup,
-    cfg: PathBuf,
-    syslog: SyslogListener,
+struct D(WithSyslog);
+
+impl std::ops::Deref for D {
+    type Target = WithSyslog;
+    fn deref(&self) -> &WithSyslog {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for D {
+    fn deref_mut(&mut self) -> &mut WithSyslog {
+        &mut self.0
+    }
 }
 
 impl D {
     fn new(heartbeat: &str, extra: &str) -> D {
-        let s = Setup::new();
-        let sock = s.path("log.sock");
-        let syslog = SyslogListener::bind(&sock);
-        let cfg = s.path("config.toml");
-        let text = s.config_text(2, heartbeat, extra).replace(
-            "[daemon]\n",
-            &format!("[daemon]\nsyslog_socket = {sock:?}\n"),
-        );
-        std::fs::write(&cfg, text).unwrap();
-        D { s, cfg, syslog }
-    }
-
-    fn pidfile(&self) -> PathBuf {
-        self.s.path("run/slackbotd.pid")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.arg("--config")
-            .arg(&self.cfg)
-            .args(args)
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null());
-        c
+        D(WithSyslog::new(2, heartbeat, extra))
     }
 
     fn start(&self) -> std::process::Output {
@@ -67,7 +53,7 @@ impl D {
     }
 
     fn supervisor(&self) -> Option<u32> {
-        lock_holder(&self.pidfile())
+        self.holder()
     }
 
     fn worker(&self) -> Option<u32> {
@@ -99,15 +85,6 @@ impl D {
                 (s.posts_containing("pong").len() >= n).then_some(())
             })
             .is_some()
-    }
-}
-
-impl Drop for D {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["stop", "--timeout", "10s"]).output();
-        if let Some(pid) = self.supervisor() {
-            kill(pid, libc::SIGKILL);
-        }
     }
 }
 

@@ -3,66 +3,32 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-struct E {
-    s: Setup,
-    cfg: PathBuf,
-    syslog: SyslogListener,
+struct E(WithSyslog);
+
+impl std::ops::Deref for E {
+    type Target = WithSyslog;
+    fn deref(&self) -> &WithSyslog {
+        &self.0
+    }
 }
 
 impl E {
     fn new(heartbeat: &str) -> E {
-        let s = Setup::new();
-        let sock = s.path("log.sock");
-        let syslog = SyslogListener::bind(&sock);
-        let cfg = s.path("config.toml");
-        let text = s
-            .config_text(
-                1,
-                heartbeat,
-                &format!(
-                    "[ensure]\nlockfile = {:?}\ntimeout = \"20s\"\n",
-                    s.path("ensure.lock")
-                ),
-            )
-            .replace(
-                "[daemon]\n",
-                &format!("[daemon]\nsyslog_socket = {sock:?}\n"),
-            );
-        std::fs::write(&cfg, text).unwrap();
-        E { s, cfg, syslog }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.arg("--config")
-            .arg(&self.cfg)
-            .args(args)
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null());
-        c
+        // Relative paths in a configuration are relative to its directory.
+        E(WithSyslog::new(
+            1,
+            heartbeat,
+            "[ensure]\nlockfile = \"ensure.lock\"\ntimeout = \"20s\"\n",
+        ))
     }
 
     fn ensure(&self) -> std::process::Output {
         self.cmd(&["ensure"]).output().unwrap()
-    }
-
-    fn holder(&self) -> Option<u32> {
-        lock_holder(&self.s.path("run/slackbotd.pid"))
-    }
-}
-
-impl Drop for E {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["stop", "--timeout", "10s"]).output();
-        if let Some(pid) = self.holder() {
-            kill(pid, libc::SIGKILL);
-        }
     }
 }
 

@@ -310,3 +310,57 @@ pub fn processes_with(words: &[&str]) -> Vec<u32> {
     }
     out
 }
+
+/// A setup whose bot logs to a syslog listener of its own, for the daemon
+/// and `ensure` tests; stops whatever it started when dropped.
+pub struct WithSyslog {
+    pub s: Setup,
+    pub cfg: PathBuf,
+    pub syslog: SyslogListener,
+}
+
+impl WithSyslog {
+    /// `connections`, `heartbeat` and `extra` as in [`Setup::config_text`].
+    pub fn new(connections: u8, heartbeat: &str, extra: &str) -> WithSyslog {
+        let s = Setup::new();
+        let sock = s.path("log.sock");
+        let syslog = SyslogListener::bind(&sock);
+        let cfg = s.path("config.toml");
+        let text = s.config_text(connections, heartbeat, extra).replace(
+            "[daemon]\n",
+            &format!("[daemon]\nsyslog_socket = {sock:?}\n"),
+        );
+        fs::write(&cfg, text).unwrap();
+        WithSyslog { s, cfg, syslog }
+    }
+
+    /// `slackbotd --config CFG ARGS…`, ready to run.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--config")
+            .arg(&self.cfg)
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// The pidfile of the configuration.
+    pub fn pidfile(&self) -> PathBuf {
+        self.s.path("run/slackbotd.pid")
+    }
+
+    /// Who holds the pidfile lock.
+    pub fn holder(&self) -> Option<u32> {
+        lock_holder(&self.pidfile())
+    }
+}
+
+impl Drop for WithSyslog {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["stop", "--timeout", "10s"]).output();
+        if let Some(pid) = self.holder() {
+            kill(pid, libc::SIGKILL);
+        }
+    }
+}

@@ -64,21 +64,7 @@ pub fn restart(kind: Kind, p: &Programs, kills: usize) -> Result<(Vec<f64>, Vec<
     let (mut to_hello, mut to_pong) = (Vec::new(), Vec::new());
     let mut peer_child = None;
     match kind {
-        Kind::Slackbotd => {
-            let out = Command::new(&p.bot)
-                .arg("--config")
-                .arg(&s.config)
-                .args(["daemon", "--wait", "30s"])
-                .env("SLACKBOTD_LOG", "warn")
-                .output()
-                .map_err(|e| e.to_string())?;
-            if !out.status.success() {
-                return Err(format!(
-                    "the daemon did not start: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-        }
+        Kind::Slackbotd => start_daemon(p, &s)?,
         Kind::Bolt => {
             peer_child = Some(peers::spawn(kind, p, &fake, &s).map_err(|e| e.to_string())?);
             if hello_of(&fake, 0, Duration::from_secs(30)).is_none() {
@@ -260,6 +246,25 @@ pub fn burst(kind: Kind, p: &Programs, events: usize) -> Result<Burst, Failed> {
     result
 }
 
+/// Starts slackbotd as a daemon on the scratch configuration.
+fn start_daemon(p: &Programs, s: &Scratch) -> Result<(), Failed> {
+    let out = Command::new(&p.bot)
+        .arg("--config")
+        .arg(&s.config)
+        .args(["daemon", "--wait", "30s"])
+        .env("SLACKBOTD_LOG", "warn")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the daemon did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 /// Wall times (ms) of `ensure` on a healthy daemon, of `true`, and of `slackbotd --version`.
 pub struct EnsureTimes {
     pub ensure: Vec<f64>,
@@ -271,18 +276,7 @@ pub struct EnsureTimes {
 pub fn ensure(p: &Programs, runs: usize) -> Result<EnsureTimes, Failed> {
     let fake = quiet_fake();
     let s = Scratch::new(&fake, "ensure").map_err(|e| e.to_string())?;
-    let out = Command::new(&p.bot)
-        .arg("--config")
-        .arg(&s.config)
-        .args(["daemon", "--wait", "30s"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "the daemon did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    start_daemon(p, &s)?;
     let time = |cmd: &mut Command| -> Result<f64, Failed> {
         let t0 = Instant::now();
         let out = cmd.output().map_err(|e| e.to_string())?;
