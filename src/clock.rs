@@ -11,6 +11,11 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A duration to the millisecond, as people say it ("1s 250ms").
+pub fn short(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
 /// A broken-down UTC time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Civil {

@@ -99,6 +99,16 @@ pub fn init_quiet() {
         .try_init();
 }
 
+/// Logging to the syslog socket and facility that `[daemon]` names.
+pub fn init_syslog_for(d: &crate::config::DaemonConfig) {
+    let facility = crate::syslog::facility(&d.syslog_facility).unwrap_or(3);
+    init_syslog(crate::syslog::Syslog::new(
+        &d.syslog_socket,
+        facility,
+        "slackbotd",
+    ));
+}
+
 /// Logging for daemon mode: every line to syslog, nothing on a terminal.
 pub fn init_syslog(syslog: crate::syslog::Syslog) {
     let layer = tracing_subscriber::fmt::layer()

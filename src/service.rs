@@ -107,7 +107,7 @@ async fn authenticate(
                 let d = backoff.next_delay_at_least(e.retry_after());
                 tracing::warn!(
                     "cannot check the bot token yet: {e}; retrying in {}",
-                    human(d).replace("0s", "<1s")
+                    crate::clock::short(d)
                 );
                 notifier.status(&format!("Cannot reach Slack ({e}); retrying"));
                 tokio::time::sleep(d).await;

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -75,26 +74,17 @@ fn stdin_pipes_and_long_output_keep_every_line_in_order() {
     let cfg = config(&s, "10ms", "");
     let _p = s.spawn(&cfg, &["run"]);
     let text: String = (0..800).map(|i| format!("log line {i:04}\n")).collect();
-    let mut child = Command::new(bin())
-        .args([
+    let out = output_with_stdin(
+        Command::new(bin()).args([
             "--config",
             cfg.to_str().unwrap(),
             "notify",
             "--channel",
             "C0LOGS",
             "--stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        ]),
+        text.as_bytes(),
+    );
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -85,8 +85,8 @@ pub async fn serve(
 
 fn dispatch(m: Inbound, ctx: &Arc<BotCtx>, tasks: &mut JoinSet<()>) {
     let env = &m.envelope;
-    let identity = ctx.settings.borrow().identity.clone();
-    let req = match event::decode(env, &identity) {
+    let decoded = event::decode(env, &ctx.settings.borrow().identity);
+    let req = match decoded {
         Decoded::Request(r) => r,
         Decoded::Ignored(why) => {
             tracing::debug!(envelope = %env.envelope_id, "ignored: {why}");

@@ -205,8 +205,7 @@ fn run_daemon(
         }
     }
     let d = &config.daemon;
-    let facility = crate::syslog::facility(&d.syslog_facility).unwrap_or(3);
-    crate::logging::init_syslog(Syslog::new(&d.syslog_socket, facility, "slackbotd"));
+    crate::logging::init_syslog_for(d);
     tracing::info!(
         "daemon started (pid {}, configuration {}); supervising the bot worker",
         std::process::id(),

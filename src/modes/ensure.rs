@@ -123,8 +123,7 @@ pub fn ensure(src: &ConfigSource) -> Result<(), Failure> {
     // SAFETY: alarm only arms a timer; SIGALRM's default action ends the run.
     unsafe { libc::alarm(config.ensure.timeout.as_secs().max(1) as libc::c_uint) };
     let d = &config.daemon;
-    let facility = crate::syslog::facility(&d.syslog_facility).unwrap_or(3);
-    crate::logging::init_syslog(Syslog::new(&d.syslog_socket, facility, "slackbotd"));
+    crate::logging::init_syslog_for(d);
     let result = check_and_repair(&path, &config);
     if let Err(f) = &result {
         tracing::error!("ensure: {}", f.message);
@@ -235,7 +234,7 @@ fn without_systemd(path: &Path, config: &Config) -> Result<(), Failure> {
         )
     };
     let Some(holder) = lock::holder(pidfile).map_err(unreadable)? else {
-        let pid = start_daemon(path)?;
+        let pid = start_daemon(path, pidfile)?;
         tracing::warn!("ensure: slackbotd was not running; started the daemon (pid {pid})");
         return Ok(());
     };
@@ -258,7 +257,7 @@ fn without_systemd(path: &Path, config: &Config) -> Result<(), Failure> {
     tracing::warn!("ensure: slackbotd (pid {holder}) is stale ({why}); replacing it");
     let worker = rec.and_then(|r| r.worker_pid);
     stop_holder(pidfile, holder, worker, config.supervise.stop_timeout)?;
-    let pid = start_daemon(path)?;
+    let pid = start_daemon(path, pidfile)?;
     tracing::warn!("ensure: replaced the stale slackbotd; the new daemon is pid {pid}");
     Ok(())
 }
@@ -308,8 +307,8 @@ fn stop_holder(
     ))
 }
 
-/// Runs `slackbotd daemon` and returns the new daemon's pid.
-fn start_daemon(path: &Path) -> Result<u32, Failure> {
+/// Runs `slackbotd daemon` and returns the pid now holding the lock.
+fn start_daemon(path: &Path, pidfile: &Path) -> Result<u32, Failure> {
     let exe = PathBuf::from("/proc/self/exe");
     let out = Command::new(&exe)
         .arg("--config")
@@ -325,20 +324,14 @@ fn start_daemon(path: &Path) -> Result<u32, Failure> {
     let said = said.trim().replace('\n', "; ");
     match out.status.code() {
         Some(0) => {
-            let pid = said
-                .split("pid ")
-                .nth(1)
-                .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
             if said.contains("no syslog socket") {
                 tracing::warn!("ensure: {said}");
             }
-            Ok(pid)
+            Ok(lock::holder(pidfile).ok().flatten().unwrap_or(0))
         }
         Some(75) if said.contains("already running") => {
             tracing::info!("ensure: another start won the race: {said}");
-            Ok(0)
+            Ok(lock::holder(pidfile).ok().flatten().unwrap_or(0))
         }
         code => Err(Failure::new(
             ExitCode(code.unwrap_or(70).clamp(1, 255) as u8),

@@ -122,6 +122,22 @@ pub fn dispatch(cli: Cli) -> i32 {
     }
 }
 
+/// Runs the bot on a fresh runtime until it stops, and logs how it ended.
+pub fn serve_blocking(
+    settings: crate::settings::Settings,
+    opts: crate::service::ServiceOpts,
+    stopped: &str,
+) -> Result<(), Failure> {
+    let rt = runtime()?;
+    let result = rt.block_on(crate::service::serve(settings, opts));
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match &result {
+        Ok(()) => tracing::info!("{stopped}"),
+        Err(e) => tracing::error!("{stopped}: {e}"),
+    }
+    result.map_err(Failure::from)
+}
+
 /// Builds the async runtime, after any forking is done.
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()

@@ -139,7 +139,7 @@ async fn slot(
                     tracing::warn!(
                         conn = conn.id,
                         "no frame from Slack for {}; replacing the connection (half-open link?)",
-                        fmt(*age)
+                        crate::clock::short(*age)
                     );
                 } else {
                     tracing::info!(conn = conn.id, "replacing the connection: {signal:?}; the new one opens before the old one closes");
@@ -158,7 +158,7 @@ async fn slot(
                 drop(conn);
                 if young {
                     let d = backoff.next_delay();
-                    tracing::info!(slot = idx, "reconnecting in {}", fmt(d));
+                    tracing::info!(slot = idx, "reconnecting in {}", crate::clock::short(d));
                     if sleep_or_stop(d, &mut stop).await {
                         return Ok(());
                     }
@@ -211,7 +211,7 @@ async fn open_retrying(
                 tracing::warn!(
                     slot = idx,
                     "cannot connect to Slack: {e}; retrying in {}",
-                    fmt(d)
+                    crate::clock::short(d)
                 );
                 if sleep_or_stop(d, stop).await {
                     return Ok(None);
@@ -227,8 +227,4 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
         _ = tokio::time::sleep(d) => false,
         _ = stop.changed() => true,
     }
-}
-
-fn fmt(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
 }

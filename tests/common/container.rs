@@ -161,24 +161,15 @@ impl Container {
 
     /// Writes a file inside.
     pub fn write(&self, path: &str, content: &str, mode: u32) {
-        let mut child = self
-            .enter()
-            .args([
+        let out = super::output_with_stdin(
+            self.enter().args([
                 "sh",
                 "-c",
                 &format!("mkdir -p \"$(dirname {path})\" && cat > {path} && chmod {mode:o} {path}"),
-            ])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(content.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "cannot write {path}");
+            ]),
+            content.as_bytes(),
+        );
+        assert!(out.status.success(), "cannot write {path}");
     }
 
     /// `systemctl show UNIT` as a map.
