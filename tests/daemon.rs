@@ -501,3 +501,28 @@ fn reload_passes_sighup_to_the_worker() {
         .wait_posts_containing("reloaded", secs(5))
         .is_some());
 }
+
+#[test]
+fn a_daemon_that_cannot_connect_at_first_keeps_trying_after_the_wait() {
+    let d = D::new("30s", "");
+    d.s.fake.server_error("apps.connections.open", 1_000_000);
+    let out = d.cmd(&["daemon", "--wait", "1s"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(75));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has not connected to Slack within"), "{err}");
+    let sup = d.supervisor().expect("the daemon keeps running");
+    // The first worker gets 30 s; after that it is restarted, not given up on.
+    assert!(
+        wait_until(secs(50), || d
+            .syslog
+            .lines()
+            .iter()
+            .any(|l| l.contains("restart 1"))),
+        "{:?}",
+        d.syslog.lines()
+    );
+    assert_eq!(d.supervisor(), Some(sup), "the same supervisor");
+    d.s.fake.clear_faults();
+    assert!(d.new_healthy_worker(None, secs(20)).is_some());
+    assert!(d.ping_answered(1));
+}
