@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 /// Default configuration path when neither `--config` nor `$SLACKBOTD_CONFIG` is given.
-pub const DEFAULT_CONFIG: &str = "/etc/slackbotd/slackbotd.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "/etc/slackbotd/slackbotd.toml";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,17 +23,17 @@ pub const DEFAULT_CONFIG: &str = "/etc/slackbotd/slackbotd.toml";
         `status` uses LSB codes: 0 running and healthy, 1 dead with a stale pidfile, \
         3 not running, 4 unknown, 150 running but unhealthy."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file [default: $SLACKBOTD_CONFIG, else /etc/slackbotd/slackbotd.toml]
     #[arg(long, global = true, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the bot in the foreground, for systemd (Type=notify); logs to stderr
     Run,
     /// Run as a classic daemon: double fork, pidfile lock, syslog, own supervisor
@@ -95,9 +95,13 @@ pub enum Command {
         #[arg(long)]
         no_systemd: bool,
     },
-    /// The supervised bot process of daemon mode (started by `daemon`)
+    /// The supervised bot process (started by `daemon`)
     #[command(hide = true)]
-    Worker,
+    Worker {
+        /// Supervised by `run` (logs to stderr), not by `daemon` (syslog)
+        #[arg(long)]
+        foreground: bool,
+    },
     /// Records how the bot exited (systemd's ExecStopPost=)
     #[command(hide = true)]
     Exited,
@@ -105,16 +109,16 @@ pub enum Command {
 
 /// Where the configuration comes from, and whether the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigSource {
+pub(crate) struct ConfigSource {
     /// The path to read.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// True when given by `--config` or `$SLACKBOTD_CONFIG`, false for the default.
-    pub explicit: bool,
+    pub(crate) explicit: bool,
 }
 
 impl Cli {
     /// The configuration path in SPEC's order: `--config`, `$SLACKBOTD_CONFIG`, the default.
-    pub fn config_source(&self) -> ConfigSource {
+    pub(crate) fn config_source(&self) -> ConfigSource {
         if let Some(p) = &self.config {
             return ConfigSource {
                 path: p.clone(),

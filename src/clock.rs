@@ -1,36 +1,47 @@
-//! Wall-clock time as text: RFC 3339 for `status --json`, RFC 3164 stamps
-//! for syslog. UTC throughout, computed without a time-zone database.
+//! Time: the wall clock in milliseconds, durations as people say them, and
+//! timestamps as text (RFC 3339 for `status --json`, RFC 3164 for syslog).
+//! UTC throughout, computed without a time-zone database.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the epoch, now.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
+/// Wall-clock milliseconds of something that happened `age` ago.
+pub(crate) fn ms_ago(age: Duration) -> u64 {
+    now_ms().saturating_sub(age.as_millis() as u64)
+}
+
 /// A duration to the millisecond, as people say it ("1s 250ms").
-pub fn short(d: std::time::Duration) -> String {
-    humantime::format_duration(std::time::Duration::from_millis(d.as_millis() as u64)).to_string()
+pub(crate) fn short(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
+/// A duration to the second, as people say it ("2h 5m 3s").
+pub(crate) fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
 /// A broken-down UTC time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Civil {
-    pub year: i64,
+pub(crate) struct Civil {
+    pub(crate) year: i64,
     /// 1..=12
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
+    pub(crate) month: u32,
+    pub(crate) day: u32,
+    pub(crate) hour: u32,
+    pub(crate) minute: u32,
+    pub(crate) second: u32,
 }
 
 /// Breaks seconds since the epoch into a UTC date and time
 /// (Howard Hinnant's days-to-civil algorithm).
-pub fn civil(secs: u64) -> Civil {
+pub(crate) fn civil(secs: u64) -> Civil {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;
@@ -53,7 +64,7 @@ pub fn civil(secs: u64) -> Civil {
 }
 
 /// `2026-11-25T12:00:00Z`.
-pub fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     let c = civil(ms / 1000);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
@@ -62,7 +73,7 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 /// `Nov 25 12:00:00`, the RFC 3164 stamp.
-pub fn rfc3164(secs: u64) -> String {
+pub(crate) fn rfc3164(secs: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];

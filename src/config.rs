@@ -12,16 +12,17 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::exit::{ExitCode, HasExitCode};
+use crate::syslog::Facility;
 
 /// Slack refuses more than this many Socket Mode connections per app.
-pub const MAX_CONNECTIONS: u8 = 10;
+pub(crate) const MAX_CONNECTIONS: u8 = 10;
 
 /// Names the bot answers itself; operator commands may not take them.
-pub const BUILTIN_COMMANDS: &[&str] = &["help", "ping", "status"];
+pub(crate) const BUILTIN_COMMANDS: &[&str] = &["help", "ping", "status"];
 
 /// A configuration problem, always naming its file.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The file could not be read at all.
     #[error("cannot read configuration file {path}: {source}")]
     Read {
@@ -50,34 +51,34 @@ impl HasExitCode for ConfigError {
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub slack: SlackConfig,
-    pub daemon: DaemonConfig,
-    pub supervise: SuperviseConfig,
-    pub ensure: EnsureConfig,
-    pub announce: AnnounceConfig,
-    pub outbox: OutboxConfig,
-    pub bot: BotConfig,
+pub(crate) struct Config {
+    pub(crate) slack: SlackConfig,
+    pub(crate) daemon: DaemonConfig,
+    pub(crate) supervise: SuperviseConfig,
+    pub(crate) ensure: EnsureConfig,
+    pub(crate) announce: AnnounceConfig,
+    pub(crate) outbox: OutboxConfig,
+    pub(crate) bot: BotConfig,
     #[serde(rename = "command")]
-    pub commands: Vec<CommandConfig>,
+    pub(crate) commands: Vec<CommandConfig>,
     /// The directory of the file this was read from (set by [`Config::load`]);
     /// tokens default to `app-token` and `bot-token` there.
     #[serde(skip)]
-    pub base_dir: Option<PathBuf>,
+    pub(crate) base_dir: Option<PathBuf>,
 }
 
 /// `[slack]`: where Slack is and how to authenticate.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct SlackConfig {
+pub(crate) struct SlackConfig {
     /// File holding the app-level token (`xapp-…`) used for Socket Mode.
-    pub app_token_file: Option<PathBuf>,
+    pub(crate) app_token_file: Option<PathBuf>,
     /// File holding the bot token (`xoxb-…`) used for the Web API.
-    pub bot_token_file: Option<PathBuf>,
+    pub(crate) bot_token_file: Option<PathBuf>,
     /// The Web API base URL, without a trailing slash.
-    pub api_url: String,
+    pub(crate) api_url: String,
     /// How many Socket Mode connections to hold (1..=10).
-    pub connections: u8,
+    pub(crate) connections: u8,
 }
 
 impl Default for SlackConfig {
@@ -94,19 +95,20 @@ impl Default for SlackConfig {
 /// `[daemon]`: files and identity of the running bot.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct DaemonConfig {
+pub(crate) struct DaemonConfig {
     /// The pidfile, flocked for the whole life of `run` and `daemon`.
-    pub pidfile: PathBuf,
+    pub(crate) pidfile: PathBuf,
     /// Directory of the SQLite state (outbox, de-duplication, restart history).
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// User to drop privileges to in daemon mode.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Group to drop privileges to in daemon mode.
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// syslog facility for daemon mode.
-    pub syslog_facility: String,
+    #[serde(deserialize_with = "facility")]
+    pub(crate) syslog_facility: Facility,
     /// The syslog socket for daemon mode.
-    pub syslog_socket: PathBuf,
+    pub(crate) syslog_socket: PathBuf,
 }
 
 impl Default for DaemonConfig {
@@ -116,7 +118,7 @@ impl Default for DaemonConfig {
             state_dir: PathBuf::from("/var/lib/slackbotd"),
             user: None,
             group: None,
-            syslog_facility: "daemon".to_string(),
+            syslog_facility: Facility::DAEMON,
             syslog_socket: PathBuf::from("/dev/log"),
         }
     }
@@ -125,20 +127,20 @@ impl Default for DaemonConfig {
 /// `[supervise]`: health and restart timing.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct SuperviseConfig {
+pub(crate) struct SuperviseConfig {
     /// First delay before reconnecting or restarting after a failure.
     #[serde(deserialize_with = "duration")]
-    pub backoff_initial: Duration,
+    pub(crate) backoff_initial: Duration,
     /// Longest delay the backoff grows to.
     #[serde(deserialize_with = "duration")]
-    pub backoff_max: Duration,
+    pub(crate) backoff_max: Duration,
     /// No Slack frame for this long means unhealthy: the connection is
     /// replaced, the watchdog is no longer fed.
     #[serde(deserialize_with = "duration")]
-    pub heartbeat_timeout: Duration,
+    pub(crate) heartbeat_timeout: Duration,
     /// How long a graceful stop may take before in-flight work is abandoned.
     #[serde(deserialize_with = "duration")]
-    pub stop_timeout: Duration,
+    pub(crate) stop_timeout: Duration,
 }
 
 impl Default for SuperviseConfig {
@@ -155,14 +157,14 @@ impl Default for SuperviseConfig {
 /// `[ensure]`: what the cron job checks.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct EnsureConfig {
+pub(crate) struct EnsureConfig {
     /// The systemd unit to inspect and repair.
-    pub unit: String,
+    pub(crate) unit: String,
     /// The lock that keeps `ensure` runs from piling up.
-    pub lockfile: PathBuf,
+    pub(crate) lockfile: PathBuf,
     /// The longest one `ensure` run may take, waiting for the lock included.
     #[serde(deserialize_with = "duration")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Default for EnsureConfig {
@@ -178,13 +180,13 @@ impl Default for EnsureConfig {
 /// `[announce]`: where restarts and crashes are reported.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct AnnounceConfig {
+pub(crate) struct AnnounceConfig {
     /// Channel ID for restart announcements; none when unset.
-    pub channel: Option<String>,
+    pub(crate) channel: Option<String>,
     /// At most one announcement per this period: a crash loop's further
     /// restarts are summed up in the next one.
     #[serde(deserialize_with = "duration")]
-    pub quiet: Duration,
+    pub(crate) quiet: Duration,
 }
 
 impl Default for AnnounceConfig {
@@ -199,14 +201,14 @@ impl Default for AnnounceConfig {
 /// `[outbox]`: how notifications are delivered.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct OutboxConfig {
+pub(crate) struct OutboxConfig {
     /// The least time between two messages to one channel (Slack asks for
     /// about one message per second per channel).
     #[serde(deserialize_with = "duration")]
-    pub pace: Duration,
+    pub(crate) pace: Duration,
     /// How long delivered and failed messages are kept for inspection.
     #[serde(deserialize_with = "duration")]
-    pub keep: Duration,
+    pub(crate) keep: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -221,14 +223,14 @@ impl Default for OutboxConfig {
 /// `[bot]`: limits that apply to every request.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct BotConfig {
+pub(crate) struct BotConfig {
     /// Operator commands running at once, all commands together.
-    pub max_concurrent_commands: usize,
+    pub(crate) max_concurrent_commands: usize,
     /// Longest reply text, in characters; longer output is cut with a note.
-    pub reply_limit: usize,
+    pub(crate) reply_limit: usize,
     /// How long an `event_id` is remembered, so a redelivery is answered once.
     #[serde(deserialize_with = "duration")]
-    pub dedup_retention: Duration,
+    pub(crate) dedup_retention: Duration,
 }
 
 impl Default for BotConfig {
@@ -244,32 +246,32 @@ impl Default for BotConfig {
 /// One `[[command]]`: an operator's program the bot runs on request.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct CommandConfig {
+pub(crate) struct CommandConfig {
     /// The word that invokes it.
-    pub name: String,
+    pub(crate) name: String,
     /// The program and its first arguments (argv, never a shell).
-    pub run: Vec<String>,
+    pub(crate) run: Vec<String>,
     /// One line shown by `help`.
     #[serde(default)]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     /// Slack user IDs allowed to run it; everyone when absent.
     #[serde(default)]
-    pub allow_users: Option<Vec<String>>,
+    pub(crate) allow_users: Option<Vec<String>>,
     /// Channel IDs it may run in; everywhere when absent.
     #[serde(default)]
-    pub allow_channels: Option<Vec<String>>,
+    pub(crate) allow_channels: Option<Vec<String>>,
     /// Longest run before the process group is killed.
     #[serde(default = "default_command_timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Runs of this command at once; a request beyond it is refused as busy.
     #[serde(default = "default_max_concurrent")]
-    pub max_concurrent: usize,
+    pub(crate) max_concurrent: usize,
     /// Working directory [default: /].
     #[serde(default)]
-    pub cwd: Option<PathBuf>,
+    pub(crate) cwd: Option<PathBuf>,
     /// Run as this user (needs slackbotd to run as root).
     #[serde(default)]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
 }
 
 fn default_max_concurrent() -> usize {
@@ -299,10 +301,16 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     d.deserialize_str(V)
 }
 
+/// Deserializes a syslog facility name.
+fn facility<'de, D: Deserializer<'de>>(d: D) -> Result<Facility, D::Error> {
+    let name = String::deserialize(d)?;
+    Facility::from_name(name.trim()).map_err(serde::de::Error::custom)
+}
+
 impl Config {
     /// Reads, parses and validates a configuration file. Relative paths in
     /// it are taken relative to the file's own directory.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -318,7 +326,7 @@ impl Config {
     }
 
     /// Makes every relative path absolute against `base`.
-    pub fn resolve_paths(&mut self, base: &Path) {
+    pub(crate) fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -337,7 +345,7 @@ impl Config {
     }
 
     /// Parses and validates configuration text; `path` is only used in messages.
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
@@ -436,16 +444,6 @@ impl Config {
                 "must be at least 1s: the bot pings Slack three times per timeout".into(),
             ));
         }
-        if crate::syslog::facility(&self.daemon.syslog_facility).is_none() {
-            return Err(bad(
-                "daemon.syslog_facility",
-                format!(
-                    "{:?} is not a syslog facility; use one of {}",
-                    self.daemon.syslog_facility,
-                    crate::syslog::facility_names()
-                ),
-            ));
-        }
         if self.daemon.pidfile.file_name().is_none() {
             return Err(bad(
                 "daemon.pidfile",
@@ -526,7 +524,7 @@ impl Config {
     }
 
     /// The operator command with this name (case-insensitive).
-    pub fn command(&self, name: &str) -> Option<&CommandConfig> {
+    pub(crate) fn command(&self, name: &str) -> Option<&CommandConfig> {
         self.commands
             .iter()
             .find(|c| c.name.eq_ignore_ascii_case(name))

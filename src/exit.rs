@@ -5,43 +5,41 @@
 
 /// A process exit status with a name a reader understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitCode(pub u8);
+pub(crate) struct ExitCode(pub u8);
 
 impl ExitCode {
-    /// Success.
-    pub const OK: ExitCode = ExitCode(0);
     /// EX_USAGE: the command line was wrong.
-    pub const USAGE: ExitCode = ExitCode(64);
+    pub(crate) const USAGE: ExitCode = ExitCode(64);
     /// EX_DATAERR: input data (a message, a state file) was malformed.
-    pub const DATAERR: ExitCode = ExitCode(65);
+    pub(crate) const DATAERR: ExitCode = ExitCode(65);
     /// EX_NOINPUT: an input file did not exist or was not readable.
-    pub const NOINPUT: ExitCode = ExitCode(66);
+    pub(crate) const NOINPUT: ExitCode = ExitCode(66);
     /// EX_UNAVAILABLE: a service (Slack, systemd) could not be reached.
-    pub const UNAVAILABLE: ExitCode = ExitCode(69);
+    pub(crate) const UNAVAILABLE: ExitCode = ExitCode(69);
     /// EX_SOFTWARE: an internal error.
-    pub const SOFTWARE: ExitCode = ExitCode(70);
+    pub(crate) const SOFTWARE: ExitCode = ExitCode(70);
     /// EX_OSERR: an operating-system error (fork, exec).
-    pub const OSERR: ExitCode = ExitCode(71);
+    pub(crate) const OSERR: ExitCode = ExitCode(71);
     /// EX_CANTCREAT: a file could not be created.
-    pub const CANTCREAT: ExitCode = ExitCode(73);
+    pub(crate) const CANTCREAT: ExitCode = ExitCode(73);
     /// EX_IOERR: an I/O error (a full disk, for instance).
-    pub const IOERR: ExitCode = ExitCode(74);
+    pub(crate) const IOERR: ExitCode = ExitCode(74);
     /// EX_TEMPFAIL: try again later (another instance holds the lock).
-    pub const TEMPFAIL: ExitCode = ExitCode(75);
+    pub(crate) const TEMPFAIL: ExitCode = ExitCode(75);
     /// EX_NOPERM: permission denied.
-    pub const NOPERM: ExitCode = ExitCode(77);
+    pub(crate) const NOPERM: ExitCode = ExitCode(77);
     /// EX_CONFIG: bad configuration or credentials. The systemd unit sets
     /// `RestartPreventExitStatus=78`, so this never becomes a crash loop.
-    pub const CONFIG: ExitCode = ExitCode(78);
+    pub(crate) const CONFIG: ExitCode = ExitCode(78);
 
     /// The numeric code.
-    pub fn code(self) -> i32 {
+    pub(crate) fn code(self) -> i32 {
         i32::from(self.0)
     }
 }
 
 /// Implemented by every error that can end the process.
-pub trait HasExitCode {
+pub(crate) trait HasExitCode {
     /// The sysexits code this error should end the process with.
     fn exit_code(&self) -> ExitCode;
 }

@@ -7,15 +7,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 /// Shared health of the running bot.
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     started: Instant,
-    started_wall: SystemTime,
     heartbeat_timeout_ms: AtomicU64,
     inner: Mutex<Inner>,
     changed: watch::Sender<u64>,
@@ -31,36 +30,35 @@ struct Inner {
 
 /// A copy of the health at one moment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HealthSnapshot {
+pub(crate) struct HealthSnapshot {
     /// Connections that said hello and have not ended.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Of those, how many heard from Slack within the heartbeat timeout.
-    pub fresh: usize,
+    pub(crate) fresh: usize,
     /// Age of the newest frame on any connection.
-    pub freshest_frame_age: Option<Duration>,
+    pub(crate) freshest_frame_age: Option<Duration>,
     /// Age of the last envelope (event, command, interaction).
-    pub last_event_age: Option<Duration>,
+    pub(crate) last_event_age: Option<Duration>,
     /// Envelopes received since start.
-    pub events: u64,
+    pub(crate) events: u64,
     /// Time since the process started.
-    pub uptime: Duration,
+    pub(crate) uptime: Duration,
     /// Whether any connection has said hello yet.
-    pub ever_connected: bool,
+    pub(crate) ever_connected: bool,
 }
 
 impl HealthSnapshot {
     /// Healthy means at least one connection heard from Slack recently.
-    pub fn healthy(&self) -> bool {
+    pub(crate) fn healthy(&self) -> bool {
         self.fresh > 0
     }
 }
 
 impl Health {
     /// A new health record with the given heartbeat timeout.
-    pub fn new(heartbeat_timeout: Duration) -> Health {
+    pub(crate) fn new(heartbeat_timeout: Duration) -> Health {
         Health {
             started: Instant::now(),
-            started_wall: SystemTime::now(),
             heartbeat_timeout_ms: AtomicU64::new(heartbeat_timeout.as_millis() as u64),
             inner: Mutex::new(Inner::default()),
             changed: watch::Sender::new(0),
@@ -72,23 +70,18 @@ impl Health {
     }
 
     /// The heartbeat timeout in force.
-    pub fn heartbeat_timeout(&self) -> Duration {
+    pub(crate) fn heartbeat_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_timeout_ms.load(Ordering::Relaxed))
     }
 
     /// Changes the heartbeat timeout (on reload).
-    pub fn set_heartbeat_timeout(&self, d: Duration) {
+    pub(crate) fn set_heartbeat_timeout(&self, d: Duration) {
         self.heartbeat_timeout_ms
             .store(d.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// When the process started (wall clock).
-    pub fn started_at(&self) -> SystemTime {
-        self.started_wall
-    }
-
     /// A connection said hello.
-    pub fn connected(&self, id: u64) {
+    pub(crate) fn connected(&self, id: u64) {
         let mut g = self.lock();
         g.conns.insert(id, Instant::now());
         g.hellos += 1;
@@ -97,21 +90,21 @@ impl Health {
     }
 
     /// A connection received a frame (any frame: event, ping, pong).
-    pub fn frame(&self, id: u64) {
+    pub(crate) fn frame(&self, id: u64) {
         if let Some(t) = self.lock().conns.get_mut(&id) {
             *t = Instant::now();
         }
     }
 
     /// An envelope arrived.
-    pub fn event(&self) {
+    pub(crate) fn event(&self) {
         let mut g = self.lock();
         g.last_event = Some(Instant::now());
         g.events += 1;
     }
 
     /// A connection ended.
-    pub fn disconnected(&self, id: u64) {
+    pub(crate) fn disconnected(&self, id: u64) {
         let removed = self.lock().conns.remove(&id).is_some();
         if removed {
             self.changed.send_modify(|n| *n += 1);
@@ -119,12 +112,12 @@ impl Health {
     }
 
     /// Age of the newest frame on connection `id`, if it is live.
-    pub fn frame_age(&self, id: u64) -> Option<Duration> {
+    pub(crate) fn frame_age(&self, id: u64) -> Option<Duration> {
         self.lock().conns.get(&id).map(Instant::elapsed)
     }
 
     /// The health now.
-    pub fn snapshot(&self) -> HealthSnapshot {
+    pub(crate) fn snapshot(&self) -> HealthSnapshot {
         let timeout = self.heartbeat_timeout();
         let g = self.lock();
         let ages: Vec<Duration> = g.conns.values().map(Instant::elapsed).collect();
@@ -140,7 +133,7 @@ impl Health {
     }
 
     /// A receiver that wakes whenever a connection comes or goes.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
     }
 }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -15,22 +15,14 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::syslog::{Severity, Syslog};
+
 fn filter(default: &str) -> Targets {
     let spec = std::env::var("SLACKBOTD_LOG").unwrap_or_else(|_| default.to_string());
     spec.parse::<Targets>().unwrap_or_else(|e| {
         eprintln!("slackbotd: ignoring SLACKBOTD_LOG={spec:?}: {e}");
         default.parse().expect("default filter parses")
     })
-}
-
-/// The syslog severity of a tracing level (RFC 5424 numbers).
-pub fn severity(level: &Level) -> u8 {
-    match *level {
-        Level::ERROR => 3,
-        Level::WARN => 4,
-        Level::INFO => 6,
-        Level::DEBUG | Level::TRACE => 7,
-    }
 }
 
 /// `<N>message fields`, the sd-daemon(3) prefix journald turns into a priority.
@@ -47,7 +39,7 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        write!(w, "<{}>", severity(event.metadata().level()))?;
+        write!(w, "<{}>", Severity::from(event.metadata().level()).number())?;
         ctx.field_format().format_fields(w.by_ref(), event)?;
         writeln!(w)
     }
@@ -69,7 +61,7 @@ fn stderr_is_journal() -> bool {
 }
 
 /// Logging for the foreground modes.
-pub fn init_stderr() {
+pub(crate) fn init_stderr() {
     let registry = tracing_subscriber::registry().with(filter("info"));
     if stderr_is_journal() {
         let layer = tracing_subscriber::fmt::layer()
@@ -87,7 +79,7 @@ pub fn init_stderr() {
 }
 
 /// Logging for interactive commands: warnings and errors only, plain.
-pub fn init_quiet() {
+pub(crate) fn init_quiet() {
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -100,17 +92,16 @@ pub fn init_quiet() {
 }
 
 /// Logging to the syslog socket and facility that `[daemon]` names.
-pub fn init_syslog_for(d: &crate::config::DaemonConfig) {
-    let facility = crate::syslog::facility(&d.syslog_facility).unwrap_or(3);
-    init_syslog(crate::syslog::Syslog::new(
+pub(crate) fn init_syslog_for(d: &crate::config::DaemonConfig) {
+    init_syslog(Syslog::new(
         &d.syslog_socket,
-        facility,
+        d.syslog_facility,
         "slackbotd",
     ));
 }
 
 /// Logging for daemon mode: every line to syslog, nothing on a terminal.
-pub fn init_syslog(syslog: crate::syslog::Syslog) {
+fn init_syslog(syslog: Syslog) {
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(syslog)
         .with_ansi(false)

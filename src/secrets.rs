@@ -18,11 +18,11 @@ use crate::exit::{ExitCode, HasExitCode};
 
 /// A secret token. `Debug` and `Display` show only its kind, never its value.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
+pub(crate) struct Token(String);
 
 impl Token {
     /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -36,7 +36,7 @@ impl fmt::Debug for Token {
 
 /// Which token a value is meant to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
+pub(crate) enum TokenKind {
     /// The app-level token (`xapp-…`) that opens Socket Mode connections.
     App,
     /// The bot token (`xoxb-…`) for the Web API.
@@ -98,7 +98,7 @@ impl fmt::Display for TokenKind {
 
 /// Where a token was read from, for messages (never the value).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
+pub(crate) enum TokenSource {
     /// A file named in the configuration.
     File(PathBuf),
     /// A systemd credential.
@@ -119,7 +119,7 @@ impl fmt::Display for TokenSource {
 
 /// A token problem. All of them are configuration errors (exit 78).
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error(
         "no {kind} found: put it in {default}, or set {key} in the configuration, or provide \
          the systemd credential {cred}, or ${env}; it must be {what}",
@@ -175,17 +175,20 @@ impl HasExitCode for TokenError {
 
 /// Both tokens the bot needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     /// The app-level token for Socket Mode.
-    pub app: Token,
+    pub(crate) app: Token,
     /// The bot token for the Web API.
-    pub bot: Token,
+    pub(crate) bot: Token,
 }
 
 impl Tokens {
     /// Loads both tokens from their sources, in order; `config_dir` is where
     /// the default token files live.
-    pub fn load(slack: &SlackConfig, config_dir: Option<&Path>) -> Result<Tokens, TokenError> {
+    pub(crate) fn load(
+        slack: &SlackConfig,
+        config_dir: Option<&Path>,
+    ) -> Result<Tokens, TokenError> {
         let dir = config_dir.unwrap_or(Path::new("/etc/slackbotd"));
         let app = load_one(TokenKind::App, slack.app_token_file.as_deref(), dir)?;
         let bot = load_one(TokenKind::Bot, slack.bot_token_file.as_deref(), dir)?;

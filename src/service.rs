@@ -1,50 +1,54 @@
-//! The running bot, whatever mode started it: authenticate, hold the Socket
-//! Mode connections, hand envelopes to the bot, report health, reload on
-//! SIGHUP and stop gracefully on SIGTERM or SIGINT.
+//! The running bot, assembled: authenticate, open the store, start the
+//! Socket Mode thread and the bot's tasks, then serve until SIGTERM or SIGINT
+//! (reloading on SIGHUP), and stop gracefully.
 //!
-//! `run` calls this directly; in daemon mode the supervised worker does. The
+//! The worker process of `run` and `daemon` calls [`serve_blocking`]; the
 //! core never asks which mode it is in: the mode only chooses the notifier
-//! and where the heartbeat goes.
+//! and the pidfile its files sit beside. Health goes out through `monitor`,
+//! notifications come in through `wake`.
+//!
+//! Two runtimes: the Socket Mode connections run on a thread and
+//! current-thread runtime of their own, at the default priority, so acks
+//! never wait behind handler work; handlers, replies and the outbox run on
+//! the main runtime, whose threads yield the CPU (nice 5).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
-use crate::bot::builtins::{human, BotInfo};
+use crate::backoff::Backoff;
+use crate::bot::builtins::BotInfo;
 use crate::bot::dedup::{Dedup, Seen};
-use crate::bot::outbox::SharedStore;
 use crate::bot::router::Router;
 use crate::bot::{self, BotCtx};
 use crate::config::SuperviseConfig;
 use crate::exit::{ExitCode, HasExitCode};
-use crate::health::{Health, HealthSnapshot};
-use crate::settings::Settings;
-use crate::slack::backoff::Backoff;
+use crate::health::Health;
+use crate::monitor::Monitor;
+use crate::settings::{Settings, SettingsRx};
 use crate::slack::pool::{self, PoolCtx, PoolFatal};
 use crate::slack::web::{Identity, SlackWeb, WebError};
-use crate::store::{Durability, Store};
-use crate::supervise::heartbeat::{self, Heartbeat};
-use crate::systemd::{self, Notifier};
+use crate::store::{Durability, SharedStore, Store};
+use crate::supervise::heartbeat;
+use crate::systemd::Notifier;
 
 /// How the mode wants the bot run.
 #[derive(Debug, Clone)]
-pub struct ServiceOpts {
+pub(crate) struct ServiceOpts {
     /// `run` or `daemon`, for `status`.
-    pub mode: &'static str,
-    /// systemd notifications (a no-op outside systemd).
-    pub notifier: Notifier,
-    /// Where to write the heartbeat.
-    pub heartbeat: Option<PathBuf>,
-    /// The socket `notify` pokes to wake the outbox.
-    pub wake: Option<PathBuf>,
+    pub(crate) mode: &'static str,
+    /// Whoever supervises this process.
+    pub(crate) notifier: Notifier,
+    /// The pidfile; the heartbeat and the wake socket sit beside it.
+    pub(crate) pidfile: PathBuf,
 }
 
 /// Why the bot stopped other than by request.
 #[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
+pub(crate) enum ServiceError {
     /// The bot token does not work.
     #[error("Slack refused the bot token: {0}; put a valid Bot User OAuth Token (xoxb-…) in place, then start again")]
     Auth(WebError),
@@ -54,7 +58,7 @@ pub enum ServiceError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
-    /// A task died unexpectedly.
+    /// A task or thread could not start, or died.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -67,6 +71,64 @@ impl HasExitCode for ServiceError {
             ServiceError::Internal(_) => ExitCode::SOFTWARE,
         }
     }
+}
+
+/// Runs the bot on a fresh runtime until it stops, and logs how it ended.
+pub(crate) fn serve_blocking(
+    settings: Settings,
+    opts: ServiceOpts,
+    stopped: &str,
+) -> Result<(), ServiceError> {
+    let rt = runtime()?;
+    let result = rt.block_on(serve(settings, opts));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match &result {
+        Ok(()) => tracing::info!("{stopped}"),
+        Err(e) => tracing::error!("{stopped}: {e}"),
+    }
+    result
+}
+
+/// The main runtime: two worker threads at nice 5, so that under load the
+/// Socket Mode thread (default priority) wins the CPU and acks go first.
+fn runtime() -> Result<tokio::runtime::Runtime, ServiceError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        // SAFETY: setpriority on the calling thread only; no memory effects.
+        .on_thread_start(|| unsafe {
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                libc::syscall(libc::SYS_gettid) as libc::id_t,
+                5,
+            );
+        })
+        .build()
+        .map_err(|e| ServiceError::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// Runs the Socket Mode connections on a thread and runtime of their own.
+fn spawn_socket_thread(
+    settings: SettingsRx,
+    ctx: Arc<PoolCtx>,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::sync::oneshot::Receiver<Result<(), PoolFatal>>, ServiceError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            ServiceError::Internal(format!("cannot start the Socket Mode runtime: {e}"))
+        })?;
+    std::thread::Builder::new()
+        .name("slackbotd-socket".into())
+        .spawn(move || {
+            let result = rt.block_on(pool::run(settings, ctx, stop));
+            let _ = tx.send(result);
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })
+        .map_err(|e| ServiceError::Internal(format!("cannot start the Socket Mode thread: {e}")))?;
+    Ok(rx)
 }
 
 struct Signals {
@@ -117,7 +179,7 @@ async fn authenticate(
 }
 
 /// Runs the bot until a stop signal (`Ok`) or a fatal error.
-pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError> {
+async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError> {
     let mut signals = Signals::install()?;
     let mut hup = signal(SignalKind::hangup()).map_err(ServiceError::Signals)?;
     let notifier = opts.notifier;
@@ -141,11 +203,11 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
     settings.identity = identity;
     let path = settings.path.clone();
     let retention = settings.config.bot.dedup_retention;
+    let state_dir = settings.config.daemon.state_dir.clone();
     let (settings_tx, settings_rx) = watch::channel(Arc::new(settings));
     let settings_tx = Arc::new(settings_tx);
 
-    let state_dir = settings_rx.borrow().config.daemon.state_dir.clone();
-    let (store, run_id) = open_store(&state_dir, opts.mode);
+    let (store, run_id) = open_store(&state_dir, opts.mode).await;
     let health = Arc::new(Health::new(sup.heartbeat_timeout));
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -163,12 +225,11 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
         dedup,
         settings: settings_rx.clone(),
     });
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let wake = Arc::new(Notify::new());
+    let wake_path = crate::wake::path_for(&opts.pidfile);
     if let Some(store) = &store {
-        if let Some(path) = &opts.wake {
-            listen_for_wakes(path, wake.clone());
-        }
-        tokio::spawn(crate::bot::outbox::run(
+        crate::wake::listen(&wake_path, wake.clone());
+        tokio::spawn(crate::bot::deliver::run(
             store.clone(),
             settings_rx.clone(),
             wake.clone(),
@@ -193,19 +254,16 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
         sup.stop_timeout,
     ));
 
+    let hb_path = heartbeat::path_for(&opts.pidfile);
     let mut monitor = Monitor::new(
         notifier,
         health.clone(),
         opts.mode,
-        opts.heartbeat.clone(),
+        hb_path.clone(),
         settings_rx.clone(),
     );
     let mut hellos = health.subscribe();
-    let tick = systemd::watchdog_interval()
-        .map(|w| (w / 3).min(Duration::from_secs(1)))
-        .unwrap_or(Duration::from_secs(1))
-        .max(Duration::from_millis(50));
-    let mut ticker = tokio::time::interval(tick);
+    let mut ticker = tokio::time::interval(Monitor::tick());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut pool_done = false;
@@ -267,16 +325,14 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
         _ = finish => {}
         sig = signals.stop() => tracing::warn!("{sig} again: stopping now, abandoning requests in progress"),
     }
-    if let Some(p) = &opts.heartbeat {
-        let _ = std::fs::remove_file(p);
-    }
-    if let Some(p) = &opts.wake {
-        let _ = std::fs::remove_file(p);
-    }
+    let _ = std::fs::remove_file(&hb_path);
+    let _ = std::fs::remove_file(&wake_path);
     if let (Some(store), Some(run_id)) = (&store, run_id) {
-        if let Err(e) =
-            crate::bot::outbox::lock(store).end_run(run_id, outcome.is_ok(), crate::store::now_ms())
-        {
+        let clean = outcome.is_ok();
+        let ended = store
+            .call(move |s| s.end_run(run_id, clean, crate::clock::now_ms()))
+            .await;
+        if let Err(e) = ended {
             tracing::warn!("cannot record the end of this run: {e}");
         }
     }
@@ -285,69 +341,31 @@ pub async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceE
 
 /// Opens the state store and records this run; without a store the bot
 /// still answers (de-duplicating in memory) but delivers no notifications.
-fn open_store(state_dir: &std::path::Path, mode: &str) -> (Option<SharedStore>, Option<i64>) {
-    match Store::open(state_dir, Durability::Normal) {
-        Ok(mut s) => {
-            let run = s.begin_run(std::process::id(), mode, crate::store::now_ms());
-            let run_id = match run {
-                Ok(r) => Some(r.run_id),
-                Err(e) => {
-                    tracing::warn!("cannot record this run: {e}");
-                    None
-                }
-            };
-            (Some(Arc::new(std::sync::Mutex::new(s))), run_id)
-        }
+async fn open_store(state_dir: &Path, mode: &'static str) -> (Option<SharedStore>, Option<i64>) {
+    let store = match Store::open(state_dir, Durability::Normal).and_then(|s| {
+        SharedStore::spawn(s).map_err(|e| crate::store::StoreError::Open {
+            path: Store::path_in(state_dir),
+            detail: format!("cannot start its thread: {e}"),
+        })
+    }) {
+        Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}; the bot runs without it: no notifications are delivered and de-duplication is in memory only");
-            (None, None)
+            return (None, None);
         }
-    }
-}
-
-/// Wakes the outbox whenever `slackbotd notify` sends a datagram to `path`.
-fn listen_for_wakes(path: &std::path::Path, wake: Arc<tokio::sync::Notify>) {
-    let _ = std::fs::remove_file(path);
-    match tokio::net::UnixDatagram::bind(path) {
-        Ok(sock) => {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 16];
-                while sock.recv(&mut buf).await.is_ok() {
-                    wake.notify_one();
-                }
-            });
+    };
+    let pid = std::process::id();
+    let run = store
+        .call(move |s| s.begin_run(pid, mode, crate::clock::now_ms()))
+        .await;
+    let run_id = match run {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("cannot record this run: {e}");
+            None
         }
-        Err(e) => tracing::warn!(
-            "cannot listen on {} ({e}); the outbox is checked every 2s instead",
-            path.display()
-        ),
-    }
-}
-
-/// Runs the Socket Mode connections on a thread and runtime of their own, so
-/// acknowledging envelopes never waits behind handler work on the main
-/// runtime's workers.
-fn spawn_socket_thread(
-    settings: crate::settings::SettingsRx,
-    ctx: Arc<PoolCtx>,
-    stop: watch::Receiver<bool>,
-) -> Result<tokio::sync::oneshot::Receiver<Result<(), PoolFatal>>, ServiceError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            ServiceError::Internal(format!("cannot start the Socket Mode runtime: {e}"))
-        })?;
-    std::thread::Builder::new()
-        .name("slackbotd-socket".into())
-        .spawn(move || {
-            let result = rt.block_on(pool::run(settings, ctx, stop));
-            let _ = tx.send(result);
-            rt.shutdown_timeout(Duration::from_secs(1));
-        })
-        .map_err(|e| ServiceError::Internal(format!("cannot start the Socket Mode thread: {e}")))?;
-    Ok(rx)
+    };
+    (Some(store), run_id)
 }
 
 /// Re-reads the configuration and tokens; replaces the connections without a gap.
@@ -383,110 +401,5 @@ async fn reload(
     // READY=1 ends the reload for systemd, but never before the first hello.
     if health.snapshot().ever_connected {
         notifier.ready("Configuration reloaded");
-    }
-}
-
-/// Turns health into READY=1, WATCHDOG=1, STATUS= lines and the heartbeat file.
-struct Monitor {
-    notifier: Notifier,
-    health: Arc<Health>,
-    mode: &'static str,
-    heartbeat: Option<PathBuf>,
-    settings: crate::settings::SettingsRx,
-    ready: bool,
-    last_status: String,
-    was_healthy: bool,
-    last_tick: std::time::Instant,
-}
-
-impl Monitor {
-    fn new(
-        notifier: Notifier,
-        health: Arc<Health>,
-        mode: &'static str,
-        heartbeat: Option<PathBuf>,
-        settings: crate::settings::SettingsRx,
-    ) -> Monitor {
-        Monitor {
-            notifier,
-            health,
-            mode,
-            heartbeat,
-            settings,
-            ready: false,
-            last_status: String::new(),
-            was_healthy: false,
-            last_tick: std::time::Instant::now(),
-        }
-    }
-
-    fn status_line(&self, s: &HealthSnapshot) -> String {
-        let want = self.settings.borrow().config.slack.connections;
-        if !s.ever_connected {
-            "Connecting to Slack…".to_string()
-        } else if s.healthy() {
-            format!(
-                "Connected to Slack: {} of {want} connections healthy; {} events received",
-                s.fresh, s.events
-            )
-        } else if s.connections == 0 {
-            "Unhealthy: no connection to Slack; reconnecting".to_string()
-        } else {
-            format!(
-                "Unhealthy: no frame from Slack for {}; replacing the connections",
-                s.freshest_frame_age
-                    .map(human)
-                    .unwrap_or_else(|| "a while".into())
-            )
-        }
-    }
-
-    fn update(&mut self) {
-        let lag = self.last_tick.elapsed();
-        self.last_tick = std::time::Instant::now();
-        if lag > Duration::from_secs(5) {
-            tracing::warn!("the event loop was unresponsive for {}", human(lag));
-        }
-        let s = self.health.snapshot();
-        let status = self.status_line(&s);
-        if !self.ready && s.ever_connected {
-            self.ready = true;
-            tracing::info!("ready: connected to Slack");
-            self.notifier.ready(&status);
-            self.last_status = status.clone();
-            self.was_healthy = true;
-        }
-        let healthy = s.healthy();
-        if healthy {
-            self.notifier.watchdog();
-        }
-        if self.ready && healthy != self.was_healthy {
-            if healthy {
-                tracing::info!("healthy again");
-            } else {
-                tracing::warn!("unhealthy: {status}; the watchdog is no longer fed");
-            }
-        }
-        self.was_healthy = healthy;
-        if status != self.last_status {
-            self.notifier.status(&status);
-            self.last_status = status;
-        }
-        if let Some(path) = &self.heartbeat {
-            let hb = Heartbeat {
-                pid: std::process::id(),
-                mode: self.mode.to_string(),
-                started_ms: heartbeat::ms_ago(s.uptime),
-                written_ms: heartbeat::now_ms(),
-                last_frame_ms: s.freshest_frame_age.map(heartbeat::ms_ago),
-                last_event_ms: s.last_event_age.map(heartbeat::ms_ago),
-                connections: s.connections,
-                fresh: s.fresh,
-                heartbeat_timeout_ms: self.health.heartbeat_timeout().as_millis() as u64,
-            };
-            if let Err(e) = heartbeat::write(path, &hb) {
-                tracing::warn!("cannot write the heartbeat {}: {e}", path.display());
-            }
-        }
     }
 }

@@ -12,20 +12,20 @@ use crate::slack::web::{Identity, SlackWeb};
 
 /// One generation of settings.
 #[derive(Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Where the configuration was read from.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The configuration.
-    pub config: Config,
+    pub(crate) config: Config,
     /// A Web API client with this generation's tokens.
-    pub web: SlackWeb,
+    pub(crate) web: SlackWeb,
     /// Who the bot is, once `auth.test` answered (empty before).
-    pub identity: Identity,
+    pub(crate) identity: Identity,
 }
 
 /// A configuration or token problem while loading settings.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -40,13 +40,13 @@ impl crate::exit::HasExitCode for LoadError {
 
 impl Settings {
     /// Reads the configuration and tokens.
-    pub fn load(path: &Path) -> Result<Settings, LoadError> {
+    pub(crate) fn load(path: &Path) -> Result<Settings, LoadError> {
         let config = Config::load(path)?;
         Settings::from_config(path, config)
     }
 
     /// Reads the tokens for an already parsed configuration.
-    pub fn from_config(path: &Path, config: Config) -> Result<Settings, LoadError> {
+    pub(crate) fn from_config(path: &Path, config: Config) -> Result<Settings, LoadError> {
         let tokens = Tokens::load(&config.slack, config.base_dir.as_deref())?;
         let web = SlackWeb::new(&config.slack.api_url, &tokens);
         Ok(Settings {
@@ -59,4 +59,19 @@ impl Settings {
 }
 
 /// Receives each new generation of settings.
-pub type SettingsRx = watch::Receiver<Arc<Settings>>;
+pub(crate) type SettingsRx = watch::Receiver<Arc<Settings>>;
+
+impl crate::slack::pool::PoolSettings for Settings {
+    fn web(&self) -> &SlackWeb {
+        &self.web
+    }
+    fn connections(&self) -> usize {
+        usize::from(self.config.slack.connections)
+    }
+    fn backoff(&self) -> (std::time::Duration, std::time::Duration) {
+        (
+            self.config.supervise.backoff_initial,
+            self.config.supervise.backoff_max,
+        )
+    }
+}

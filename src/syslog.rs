@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tracing::Level;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Facility names and their numbers (RFC 3164).
@@ -41,30 +40,71 @@ const FACILITIES: &[(&str, u8)] = &[
     ("local7", 23),
 ];
 
-/// The number of a facility name, if it is one.
-pub fn facility(name: &str) -> Option<u8> {
-    FACILITIES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+/// A syslog facility (RFC 3164), parsed once from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Facility(u8);
+
+impl Facility {
+    /// `daemon`, the default for a system service.
+    pub(crate) const DAEMON: Facility = Facility(3);
+
+    /// The facility with this name (`daemon`, `local3`, …).
+    pub(crate) fn from_name(name: &str) -> Result<Facility, String> {
+        FACILITIES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| Facility(*v))
+            .ok_or_else(|| {
+                let names: Vec<&str> = FACILITIES.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "{name:?} is not a syslog facility; use one of {}",
+                    names.join(", ")
+                )
+            })
+    }
 }
 
-/// Every facility name, for error messages.
-pub fn facility_names() -> String {
-    FACILITIES
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A syslog severity (RFC 5424 numbers: 3 error … 7 debug).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Severity(u8);
+
+impl Severity {
+    /// `err`.
+    pub(crate) const ERROR: Severity = Severity(3);
+    /// `warning`.
+    pub(crate) const WARNING: Severity = Severity(4);
+    /// `info`.
+    pub(crate) const INFO: Severity = Severity(6);
+    /// `debug`.
+    pub(crate) const DEBUG: Severity = Severity(7);
+
+    /// The number, as journald's `<N>` prefix and the syslog priority use it.
+    pub(crate) fn number(self) -> u8 {
+        self.0
+    }
+}
+
+impl From<&tracing::Level> for Severity {
+    fn from(level: &tracing::Level) -> Severity {
+        match *level {
+            tracing::Level::ERROR => Severity::ERROR,
+            tracing::Level::WARN => Severity::WARNING,
+            tracing::Level::INFO => Severity::INFO,
+            _ => Severity::DEBUG,
+        }
+    }
 }
 
 /// A shared connection to syslog.
 #[derive(Debug, Clone)]
-pub struct Syslog {
+pub(crate) struct Syslog {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
-    facility: u8,
+    facility: Facility,
     tag: String,
     sock: Mutex<Conn>,
     dropped: AtomicU64,
@@ -80,7 +120,7 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 impl Syslog {
     /// A client for the socket at `path`; connects lazily.
-    pub fn new(path: &Path, facility: u8, tag: &str) -> Syslog {
+    pub(crate) fn new(path: &Path, facility: Facility, tag: &str) -> Syslog {
         Syslog {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -96,19 +136,20 @@ impl Syslog {
     }
 
     /// Whether a syslog socket exists at the path now.
-    pub fn available(path: &Path) -> bool {
+    pub(crate) fn available(path: &Path) -> bool {
         UnixDatagram::unbound()
             .and_then(|s| s.connect(path))
             .is_ok()
     }
 
     /// Lines dropped because syslog was unreachable.
-    pub fn dropped(&self) -> u64 {
+    #[cfg(test)]
+    fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Sends one message at `severity` (0 emergency … 7 debug).
-    pub fn send(&self, severity: u8, msg: &str) {
+    /// Sends one message at `severity`.
+    pub(crate) fn send(&self, severity: Severity, msg: &str) {
         let line = format_line(
             self.inner.facility,
             severity,
@@ -135,7 +176,7 @@ impl Syslog {
                     if lost > 0 {
                         let note = format_line(
                             self.inner.facility,
-                            4,
+                            Severity::WARNING,
                             &self.inner.tag,
                             std::process::id(),
                             &format!("syslog was unreachable; {lost} log lines were lost"),
@@ -159,17 +200,17 @@ impl Syslog {
 }
 
 /// `<PRI>Mmm dd hh:mm:ss tag[pid]: msg` (RFC 3164, the time in UTC).
-pub fn format_line(facility: u8, severity: u8, tag: &str, pid: u32, msg: &str) -> String {
-    let pri = u16::from(facility) * 8 + u16::from(severity.min(7));
+fn format_line(facility: Facility, severity: Severity, tag: &str, pid: u32, msg: &str) -> String {
+    let pri = u16::from(facility.0) * 8 + u16::from(severity.0.min(7));
     let stamp = crate::clock::rfc3164(crate::clock::now_ms() / 1000);
     let msg = msg.trim_end_matches('\n');
     format!("<{pri}>{stamp} {tag}[{pid}]: {msg}")
 }
 
 /// One log line being formatted; sent when dropped.
-pub struct LineWriter {
+pub(crate) struct LineWriter {
     syslog: Syslog,
-    severity: u8,
+    severity: Severity,
     buf: Vec<u8>,
 }
 
@@ -198,7 +239,7 @@ impl<'a> MakeWriter<'a> for Syslog {
     fn make_writer(&'a self) -> LineWriter {
         LineWriter {
             syslog: self.clone(),
-            severity: 6,
+            severity: Severity::INFO,
             buf: Vec::new(),
         }
     }
@@ -206,15 +247,10 @@ impl<'a> MakeWriter<'a> for Syslog {
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> LineWriter {
         LineWriter {
             syslog: self.clone(),
-            severity: crate::logging::severity(meta.level()),
+            severity: Severity::from(meta.level()),
             buf: Vec::new(),
         }
     }
-}
-
-/// The severity for a level, re-exported for callers that log by hand.
-pub fn severity(level: Level) -> u8 {
-    crate::logging::severity(&level)
 }
 
 #[cfg(test)]
@@ -223,11 +259,11 @@ mod tests {
 
     #[test]
     fn line_format() {
-        let l = format_line(3, 6, "slackbotd", 42, "hello\n");
+        let l = format_line(Facility::DAEMON, Severity::INFO, "slackbotd", 42, "hello\n");
         assert!(l.starts_with("<30>"), "{l}");
         assert!(l.ends_with(" slackbotd[42]: hello"), "{l}");
-        assert_eq!(facility("local3"), Some(19));
-        assert_eq!(facility("nope"), None);
+        assert_eq!(Facility::from_name("local3"), Ok(Facility(19)));
+        assert!(Facility::from_name("nope").unwrap_err().contains("local7"));
     }
 
     #[test]
@@ -237,10 +273,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("log.sock");
         let _listener_that_never_reads = UnixDatagram::bind(&path).unwrap();
-        let log = Syslog::new(&path, 3, "t");
+        let log = Syslog::new(&path, Facility::DAEMON, "t");
         let t = Instant::now();
         for i in 0..20_000 {
-            log.send(6, &format!("line {i} {}", "x".repeat(200)));
+            log.send(Severity::INFO, &format!("line {i} {}", "x".repeat(200)));
         }
         assert!(
             t.elapsed() < Duration::from_secs(5),
@@ -259,13 +295,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("slackbotd-syslog-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("log.sock");
-        let log = Syslog::new(&path, 3, "t");
-        log.send(6, "lost: nobody listens");
+        let log = Syslog::new(&path, Facility::DAEMON, "t");
+        log.send(Severity::INFO, "lost: nobody listens");
         assert_eq!(log.dropped(), 1);
         let l = UnixDatagram::bind(&path).unwrap();
         l.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         std::thread::sleep(RETRY_EVERY);
-        log.send(6, "first");
+        log.send(Severity::INFO, "first");
         let mut buf = [0u8; 512];
         let n = l.recv(&mut buf).unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).contains("1 log lines were lost"));
@@ -276,7 +312,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let l2 = UnixDatagram::bind(&path).unwrap();
         l2.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        log.send(6, "second");
+        log.send(Severity::INFO, "second");
         let n = l2.recv(&mut buf).unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).ends_with("second"));
         std::fs::remove_dir_all(&dir).unwrap();

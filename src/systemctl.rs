@@ -7,36 +7,36 @@ use std::path::Path;
 use std::process::Command;
 
 /// Whether the machine was booted with systemd (sd_booted(3)).
-pub fn booted() -> bool {
+pub(crate) fn booted() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
 /// The properties `ensure` reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnitState {
+pub(crate) struct UnitState {
     /// `loaded`, `not-found`, …
-    pub load_state: String,
+    pub(crate) load_state: String,
     /// `active`, `inactive`, `failed`, `activating`, `deactivating`, `reloading`.
-    pub active_state: String,
+    pub(crate) active_state: String,
     /// `running`, `auto-restart`, `start`, `dead`, …
-    pub sub_state: String,
+    pub(crate) sub_state: String,
     /// `success`, `exit-code`, `signal`, `watchdog`, `start-limit-hit`, …
-    pub result: String,
+    pub(crate) result: String,
     /// The main process, 0 when none.
-    pub main_pid: u32,
+    pub(crate) main_pid: u32,
     /// Restarts systemd made.
-    pub n_restarts: u64,
+    pub(crate) n_restarts: u64,
     /// When the main process started (CLOCK_MONOTONIC, µs), 0 when unknown.
-    pub exec_main_start_monotonic: u64,
+    pub(crate) exec_main_start_monotonic: u64,
     /// The main process's exit status (its code, or its signal number).
-    pub exec_main_status: i32,
+    pub(crate) exec_main_status: i32,
     /// When the main process exited (CLOCK_MONOTONIC, µs), 0 when unknown.
-    pub exec_main_exit_monotonic: u64,
+    pub(crate) exec_main_exit_monotonic: u64,
 }
 
 impl UnitState {
     /// `active (running)`, as `systemctl status` writes it.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{} ({}), result {}",
             self.active_state, self.sub_state, self.result
@@ -47,9 +47,9 @@ impl UnitState {
 /// A `systemctl` call that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("systemctl {args}: {detail}")]
-pub struct SystemctlError {
-    pub args: String,
-    pub detail: String,
+pub(crate) struct SystemctlError {
+    pub(crate) args: String,
+    pub(crate) detail: String,
 }
 
 fn systemctl(args: &[&str]) -> Result<String, SystemctlError> {
@@ -74,7 +74,7 @@ fn systemctl(args: &[&str]) -> Result<String, SystemctlError> {
 }
 
 /// Reads the unit's state.
-pub fn show(unit: &str) -> Result<UnitState, SystemctlError> {
+pub(crate) fn show(unit: &str) -> Result<UnitState, SystemctlError> {
     let out = systemctl(&[
         "show",
         unit,
@@ -96,22 +96,22 @@ pub fn show(unit: &str) -> Result<UnitState, SystemctlError> {
 }
 
 /// `systemctl start --no-block UNIT`.
-pub fn start(unit: &str) -> Result<(), SystemctlError> {
+pub(crate) fn start(unit: &str) -> Result<(), SystemctlError> {
     systemctl(&["start", "--no-block", unit]).map(|_| ())
 }
 
 /// `systemctl restart --no-block UNIT`.
-pub fn restart(unit: &str) -> Result<(), SystemctlError> {
+pub(crate) fn restart(unit: &str) -> Result<(), SystemctlError> {
     systemctl(&["restart", "--no-block", unit]).map(|_| ())
 }
 
 /// `systemctl reset-failed UNIT` (clears a start-limit-hit).
-pub fn reset_failed(unit: &str) -> Result<(), SystemctlError> {
+pub(crate) fn reset_failed(unit: &str) -> Result<(), SystemctlError> {
     systemctl(&["reset-failed", unit]).map(|_| ())
 }
 
 /// CLOCK_MONOTONIC now, in µs (the clock systemd's `…Monotonic` properties use).
-pub fn monotonic_now_us() -> u64 {
+pub(crate) fn monotonic_now_us() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
         .unwrap_or(0)

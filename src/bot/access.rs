@@ -5,7 +5,7 @@ use crate::config::CommandConfig;
 
 /// The outcome of an access check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Go ahead.
     Allowed,
     /// This user is not in `allow_users`.
@@ -16,7 +16,7 @@ pub enum Verdict {
 
 /// Checks `user` in `channel` against the command's lists. An absent list
 /// allows everyone; an empty list allows no one.
-pub fn check(cmd: &CommandConfig, user: &str, channel: &str) -> Verdict {
+pub(crate) fn check(cmd: &CommandConfig, user: &str, channel: &str) -> Verdict {
     if let Some(users) = &cmd.allow_users {
         if !users.iter().any(|u| u == user) {
             return Verdict::UserRefused;

@@ -4,32 +4,33 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bot::access::{self, Verdict};
+use crate::clock::human;
 use crate::config::Config;
 use crate::health::Health;
 
 /// What the `status` built-in reports about the running process.
 #[derive(Debug)]
-pub struct BotInfo {
+pub(crate) struct BotInfo {
     /// `run`, `daemon` or `console`.
-    pub mode: String,
+    pub(crate) mode: String,
     /// The host name.
-    pub host: String,
+    pub(crate) host: String,
     /// This process's pid.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// When this process started.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// Connection health, absent in the console.
-    pub health: Option<Arc<Health>>,
+    pub(crate) health: Option<Arc<Health>>,
     /// The state store (restarts, outbox), when open.
-    pub store: Option<crate::bot::outbox::SharedStore>,
+    pub(crate) store: Option<crate::store::SharedStore>,
 }
 
 impl BotInfo {
     /// Info for this process in `mode`.
-    pub fn new(mode: &str, health: Option<Arc<Health>>) -> BotInfo {
+    pub(crate) fn new(mode: &str, health: Option<Arc<Health>>) -> BotInfo {
         BotInfo {
             mode: mode.to_string(),
-            host: hostname(),
+            host: crate::host::hostname(),
             pid: std::process::id(),
             started: Instant::now(),
             health,
@@ -38,26 +39,13 @@ impl BotInfo {
     }
 }
 
-/// The machine's host name.
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown-host".to_string())
-}
-
-/// A duration as people say it, to the second.
-pub fn human(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-}
-
 /// `ping`: proves the round trip.
-pub fn ping() -> String {
+pub(crate) fn ping() -> String {
     "pong :table_tennis_paddle_and_ball:".to_string()
 }
 
 /// `help`: the built-ins and the operator commands this user may run here.
-pub fn help(config: &Config, user: &str, channel: &str) -> String {
+pub(crate) fn help(config: &Config, user: &str, channel: &str) -> String {
     let mut s = String::from(
         "I answer these:\n\
          • `ping` — check that I am alive (I answer pong)\n\
@@ -82,7 +70,7 @@ pub fn help(config: &Config, user: &str, channel: &str) -> String {
 }
 
 /// `status`: what runs, where, for how long, and how healthy.
-pub fn status(info: &BotInfo) -> String {
+pub(crate) async fn status(info: &BotInfo) -> String {
     let mut s = format!(
         "slackbotd {} on `{}` (pid {}, mode {})\nup {}",
         crate::VERSION,
@@ -105,28 +93,25 @@ pub fn status(info: &BotInfo) -> String {
         s.push_str(&format!("\nevents received: {}", snap.events));
     }
     if let Some(store) = &info.store {
-        let mut st = crate::bot::outbox::lock(store);
-        let now = crate::store::now_ms();
-        if let (Ok(day), Ok(last)) = (
-            st.unclean_exits_since(now - 86_400_000),
-            st.last_unclean_exit(),
-        ) {
+        let now = crate::clock::now_ms();
+        let ago = |t: u64| human(Duration::from_millis(now.saturating_sub(t)));
+        let facts = store
+            .call(move |st| {
+                Ok((
+                    st.unclean_exits_since(now.saturating_sub(86_400_000))?,
+                    st.last_unclean_exit()?,
+                    st.queue_stats()?,
+                ))
+            })
+            .await;
+        if let Ok((day, last, q)) = facts {
             s.push_str(&format!("\nunclean restarts in the last 24 h: {day}"));
             if let Some(e) = last {
-                s.push_str(&format!(
-                    "; last crash {} ago: {}",
-                    human(Duration::from_millis((now - e.at_ms).max(0) as u64)),
-                    e.cause
-                ));
+                s.push_str(&format!("; last crash {} ago: {}", ago(e.at_ms), e.cause));
             }
-        }
-        if let Ok(q) = st.queue_stats() {
             s.push_str(&format!("\noutbox: {} waiting", q.depth));
             if let Some(t) = q.oldest_ms {
-                s.push_str(&format!(
-                    " (oldest {} old)",
-                    human(Duration::from_millis((now - t).max(0) as u64))
-                ));
+                s.push_str(&format!(" (oldest {} old)", ago(t)));
             }
             if q.failed > 0 {
                 s.push_str(&format!(", {} failed for good", q.failed));
@@ -158,9 +143,9 @@ mod tests {
         assert!(!h2.contains("deploy") && h2.contains("`uptime`"), "{h2}");
     }
 
-    #[test]
-    fn status_names_version_and_mode() {
-        let s = status(&BotInfo::new("console", None));
+    #[tokio::test]
+    async fn status_names_version_and_mode() {
+        let s = status(&BotInfo::new("console", None)).await;
         assert!(
             s.contains(crate::VERSION) && s.contains("mode console"),
             "{s}"

@@ -11,9 +11,11 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::config::CommandConfig;
+use crate::text::cut;
 
 /// PATH given to commands: the system's directories, nothing from our own environment.
-pub const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const COMMAND_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// How long a command gets between SIGTERM and SIGKILL after its deadline.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// The most stdout kept in memory; the reply is cut much shorter.
@@ -23,18 +25,18 @@ const STDERR_KEEP: usize = 2048;
 
 /// Who asked, for the command's environment.
 #[derive(Debug, Clone, Default)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// `SLACK_USER_ID`.
-    pub user: String,
+    pub(crate) user: String,
     /// `SLACK_CHANNEL_ID`.
-    pub channel: String,
+    pub(crate) channel: String,
     /// `SLACK_TEAM_ID`.
-    pub team: String,
+    pub(crate) team: String,
 }
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// Exited with this code.
     Exited(i32),
     /// Killed by this signal (not by us).
@@ -47,17 +49,17 @@ pub enum Ending {
 
 /// The result of one run.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// How it ended.
-    pub ending: Ending,
+    pub(crate) ending: Ending,
     /// Standard output (at most [`STDOUT_KEEP`] bytes of it).
-    pub stdout: String,
+    pub(crate) stdout: String,
     /// Total bytes written to stdout.
-    pub stdout_len: usize,
+    pub(crate) stdout_len: usize,
     /// The tail of standard error.
-    pub stderr_tail: String,
+    pub(crate) stderr_tail: String,
     /// Wall time.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
 }
 
 /// Reads a stream to its end, keeping the head (or the tail) within `keep`.
@@ -86,7 +88,7 @@ async fn drain<R: AsyncRead + Unpin>(mut r: R, keep: usize, tail: bool) -> (Vec<
 }
 
 /// Runs `cmd` with `args`, feeding `stdin_json`, within its timeout.
-pub async fn run(
+pub(crate) async fn run(
     cmd: &CommandConfig,
     args: &[String],
     caller: &Caller,
@@ -211,26 +213,8 @@ fn spawn_failed(started: Instant, why: String) -> Outcome {
     }
 }
 
-/// Cuts `text` to at most `limit` characters, on a line boundary when one is near.
-pub fn cut(text: &str, limit: usize) -> (String, bool) {
-    if text.chars().count() <= limit {
-        return (text.to_string(), false);
-    }
-    let mut end = text
-        .char_indices()
-        .nth(limit)
-        .map(|(i, _)| i)
-        .unwrap_or(text.len());
-    if let Some(nl) = text[..end].rfind('\n') {
-        if nl > end / 2 {
-            end = nl;
-        }
-    }
-    (text[..end].to_string(), true)
-}
-
 /// The reply for an outcome, within `limit` characters of output.
-pub fn reply_text(name: &str, o: &Outcome, limit: usize) -> String {
+pub(crate) fn reply_text(name: &str, o: &Outcome, limit: usize) -> String {
     let secs = format!("{:.1}s", o.duration.as_secs_f64());
     match &o.ending {
         Ending::Exited(0) => {

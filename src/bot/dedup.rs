@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 /// An in-memory set of recently seen event IDs with a retention window.
 #[derive(Debug)]
-pub struct Dedup {
+pub(crate) struct Dedup {
     retention: Duration,
     seen: Mutex<HashMap<String, Instant>>,
 }
 
 impl Dedup {
     /// Forgets IDs older than `retention`.
-    pub fn new(retention: Duration) -> Dedup {
+    pub(crate) fn new(retention: Duration) -> Dedup {
         Dedup {
             retention,
             seen: Mutex::new(HashMap::new()),
@@ -24,7 +24,7 @@ impl Dedup {
     }
 
     /// True the first time `id` is seen within the retention window.
-    pub fn first_time(&self, id: &str) -> bool {
+    pub(crate) fn first_time(&self, id: &str) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if seen.len() > 1024 {
@@ -43,10 +43,12 @@ impl Dedup {
 
 /// Where seen event IDs are kept.
 #[derive(Debug)]
-pub enum Seen {
+pub(crate) enum Seen {
     /// In the state store: survives restarts.
     Persistent {
-        store: crate::bot::outbox::SharedStore,
+        /// The store thread.
+        store: crate::store::SharedStore,
+        /// How long an ID is remembered.
         retention: Duration,
     },
     /// In memory only (the store could not be opened).
@@ -55,19 +57,26 @@ pub enum Seen {
 
 impl Seen {
     /// True the first time `id` is seen within the retention window.
-    pub fn first_time(&self, id: &str) -> bool {
+    pub(crate) async fn first_time(&self, id: &str) -> bool {
         match self {
             Seen::Memory(d) => d.first_time(id),
             Seen::Persistent { store, retention } => {
-                let now = crate::store::now_ms();
-                let mut st = crate::bot::outbox::lock(store);
+                let now = crate::clock::now_ms();
+                let before = now.saturating_sub(retention.as_millis() as u64);
                 // Cheap pruning: roughly once in 512 events.
-                if rand::random::<u16>().is_multiple_of(512) {
-                    if let Err(e) = st.prune_dedup(now - retention.as_millis() as i64) {
-                        tracing::warn!("cannot prune seen event IDs: {e}");
-                    }
-                }
-                match st.first_sighting(id, now) {
+                let prune = rand::random::<u16>().is_multiple_of(512);
+                let event = id.to_string();
+                let r = store
+                    .call(move |st| {
+                        if prune {
+                            if let Err(e) = st.prune_dedup(before) {
+                                tracing::warn!("cannot prune seen event IDs: {e}");
+                            }
+                        }
+                        st.first_sighting(&event, now)
+                    })
+                    .await;
+                match r {
                     Ok(first) => first,
                     Err(e) => {
                         // Answering twice beats not answering.

@@ -10,7 +10,7 @@ use crate::slack::web::Identity;
 
 /// How a request reached the bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// An `@bot` mention in a channel.
     Mention,
     /// A direct message to the bot.
@@ -28,30 +28,30 @@ pub enum Origin {
 
 /// Something a person asked the bot.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Request {
+pub(crate) struct Request {
     /// How it arrived.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
     /// The words addressed to the bot, its own mention removed.
-    pub text: String,
+    pub(crate) text: String,
     /// Who asked (user ID).
-    pub user: String,
+    pub(crate) user: String,
     /// Where (channel ID).
-    pub channel: String,
+    pub(crate) channel: String,
     /// Which workspace (team ID).
-    pub team: String,
+    pub(crate) team: String,
     /// The message's own timestamp.
-    pub ts: Option<String>,
+    pub(crate) ts: Option<String>,
     /// The thread it was posted in, if any.
-    pub thread_ts: Option<String>,
+    pub(crate) thread_ts: Option<String>,
     /// The `event_id`, for de-duplication across redeliveries.
-    pub event_id: Option<String>,
+    pub(crate) event_id: Option<String>,
     /// The payload as Slack sent it, for operator commands' stdin.
-    pub raw: Value,
+    pub(crate) raw: Value,
 }
 
 /// The outcome of decoding an envelope.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decoded {
+pub(crate) enum Decoded {
     /// A request to route.
     Request(Box<Request>),
     /// Nothing to do, and why (for the debug log).
@@ -63,7 +63,7 @@ fn ignored(why: impl Into<String>) -> Decoded {
 }
 
 /// Decodes an envelope's payload for a bot with identity `me`.
-pub fn decode(env: &Envelope, me: &Identity) -> Decoded {
+pub(crate) fn decode(env: &Envelope, me: &Identity) -> Decoded {
     if env.kind == EnvelopeKind::Interactive {
         return ignored("interactive payloads are acknowledged but not handled");
     }
@@ -183,7 +183,7 @@ fn decode_command(payload: Value) -> Decoded {
 }
 
 /// Removes the bot's own `<@U…>` mention (with any `|name` label) from text.
-pub fn strip_mention(text: &str, bot_user: &str) -> String {
+pub(crate) fn strip_mention(text: &str, bot_user: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let open = format!("<@{bot_user}");
@@ -225,7 +225,6 @@ mod tests {
         Envelope {
             envelope_id: "e".into(),
             kind: EnvelopeKind::EventsApi,
-            accepts_response_payload: false,
             retry_attempt: 0,
             retry_reason: String::new(),
             payload: raw(
@@ -301,7 +300,6 @@ mod tests {
         let env = Envelope {
             envelope_id: "e".into(),
             kind: EnvelopeKind::SlashCommands,
-            accepts_response_payload: true,
             retry_attempt: 0,
             retry_reason: String::new(),
             payload: raw(

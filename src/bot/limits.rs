@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 /// Counts of running commands.
 #[derive(Debug, Default)]
-pub struct Limits {
+pub(crate) struct Limits {
     inner: Mutex<Counts>,
 }
 
@@ -18,7 +18,7 @@ struct Counts {
 
 /// Why a run may not start now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Busy {
+pub(crate) enum Busy {
     /// This command already runs `max` times.
     Command { max: usize },
     /// All commands together already run `max` times.
@@ -27,14 +27,14 @@ pub enum Busy {
 
 /// A running slot; dropping it frees the slot.
 #[derive(Debug)]
-pub struct Permit {
+pub(crate) struct Permit {
     limits: Arc<Limits>,
     name: String,
 }
 
 impl Limits {
     /// Takes a slot for `name` if both limits allow it.
-    pub fn try_acquire(
+    pub(crate) fn try_acquire(
         self: &Arc<Self>,
         name: &str,
         per_command: usize,
@@ -54,11 +54,6 @@ impl Limits {
             limits: self.clone(),
             name: name.to_string(),
         })
-    }
-
-    /// How many commands run now.
-    pub fn running(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).total
     }
 }
 

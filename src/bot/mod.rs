@@ -5,17 +5,17 @@
 //! the `router` picks a built-in or an operator command, and `reply` sends
 //! the answer. Nothing here can delay an ack.
 
-pub mod access;
-pub mod announce;
-pub mod builtins;
-pub mod commands;
-pub mod dedup;
-pub mod event;
-pub mod limits;
-pub mod outbox;
-pub mod reply;
-pub mod router;
-pub mod words;
+pub(crate) mod access;
+pub(crate) mod announce;
+pub(crate) mod builtins;
+pub(crate) mod commands;
+pub(crate) mod dedup;
+pub(crate) mod deliver;
+pub(crate) mod event;
+pub(crate) mod limits;
+pub(crate) mod reply;
+pub(crate) mod router;
+pub(crate) mod words;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,18 +30,18 @@ use router::Router;
 
 /// What every handler task needs.
 #[derive(Debug)]
-pub struct BotCtx {
+pub(crate) struct BotCtx {
     /// The router.
-    pub router: Router,
+    pub(crate) router: Router,
     /// Seen event IDs.
-    pub dedup: dedup::Seen,
+    pub(crate) dedup: dedup::Seen,
     /// The live settings (configuration and Web API client).
-    pub settings: SettingsRx,
+    pub(crate) settings: SettingsRx,
 }
 
 /// Handles envelopes until `stop` turns true, then finishes what was already
 /// acknowledged within `grace` and abandons the rest (logged).
-pub async fn serve(
+pub(crate) async fn serve(
     mut inbound: mpsc::UnboundedReceiver<Inbound>,
     ctx: Arc<BotCtx>,
     mut stop: watch::Receiver<bool>,
@@ -93,14 +93,15 @@ fn dispatch(m: Inbound, ctx: &Arc<BotCtx>, tasks: &mut JoinSet<()>) {
             return;
         }
     };
-    if let Some(id) = &req.event_id {
-        if !ctx.dedup.first_time(id) {
-            tracing::info!(event = %id, retry = env.retry_attempt, reason = %env.retry_reason, "redelivered event already handled; not answering twice");
-            return;
-        }
-    }
+    let (retry, reason) = (env.retry_attempt, env.retry_reason.clone());
     let ctx = ctx.clone();
     tasks.spawn(async move {
+        if let Some(id) = &req.event_id {
+            if !ctx.dedup.first_time(id).await {
+                tracing::info!(event = %id, retry, %reason, "redelivered event already handled; not answering twice");
+                return;
+            }
+        }
         let settings = ctx.settings.borrow().clone();
         let reply = ctx.router.route(&req, &settings.config).await;
         let via = if matches!(req.origin, Origin::SlashCommand { .. }) { "response_url" } else { "chat.postMessage" };

@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
+use crate::backoff::Backoff;
 use crate::bot::event::{Origin, Request};
 use crate::bot::router::Reply;
-use crate::slack::backoff::Backoff;
 use crate::slack::web::{OutgoingMessage, SlackWeb, WebError};
 
 /// Attempts before a transiently failing reply is given up.
 const ATTEMPTS: u32 = 6;
 
 /// Where a reply to `req` goes.
-pub fn destination(req: &Request, reply: &Reply) -> OutgoingMessage {
+pub(crate) fn destination(req: &Request, reply: &Reply) -> OutgoingMessage {
     let thread_ts =
         req.thread_ts
             .clone()
@@ -28,7 +28,7 @@ pub fn destination(req: &Request, reply: &Reply) -> OutgoingMessage {
 }
 
 /// Delivers `reply` to `req`, retrying as Slack allows.
-pub async fn deliver(web: &SlackWeb, req: &Request, reply: &Reply) -> Result<(), WebError> {
+pub(crate) async fn deliver(web: &SlackWeb, req: &Request, reply: &Reply) -> Result<(), WebError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(20));
     let msg = destination(req, reply);
     let mut attempt = 1;

@@ -13,12 +13,12 @@ use crate::config::Config;
 
 /// What to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// The text (Slack mrkdwn).
-    pub text: String,
+    pub(crate) text: String,
     /// Start a thread under the request even when it was not in one
     /// (command output); replies to threaded requests always stay in the thread.
-    pub threaded: bool,
+    pub(crate) threaded: bool,
 }
 
 impl Reply {
@@ -32,27 +32,22 @@ impl Reply {
 
 /// Routes requests to built-ins and operator commands.
 #[derive(Debug)]
-pub struct Router {
+pub(crate) struct Router {
     info: Arc<BotInfo>,
     limits: Arc<Limits>,
 }
 
 impl Router {
     /// A router reporting `info` in `status`.
-    pub fn new(info: Arc<BotInfo>) -> Router {
+    pub(crate) fn new(info: Arc<BotInfo>) -> Router {
         Router {
             info,
             limits: Arc::new(Limits::default()),
         }
     }
 
-    /// Operator commands running now.
-    pub fn running_commands(&self) -> usize {
-        self.limits.running()
-    }
-
     /// Answers one request under `config`.
-    pub async fn route(&self, req: &Request, config: &Config) -> Reply {
+    pub(crate) async fn route(&self, req: &Request, config: &Config) -> Reply {
         let text = words::unescape(&req.text);
         let mut words = match words::split(&text) {
             Ok(w) => w,
@@ -74,7 +69,7 @@ impl Router {
         match name.as_str() {
             "ping" => Reply::plain(builtins::ping()),
             "help" => Reply::plain(builtins::help(config, &req.user, &req.channel)),
-            "status" => Reply::plain(builtins::status(&self.info)),
+            "status" => Reply::plain(builtins::status(&self.info).await),
             _ => match config.command(&name) {
                 Some(cmd) => self.operator(cmd, args, req, config).await,
                 None => Reply::plain(format!(

@@ -3,7 +3,7 @@
 
 /// Why a message could not be split into words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WordsError {
+pub(crate) enum WordsError {
     /// A quote was opened and never closed.
     #[error("unbalanced quotes: close every \" and ' you open")]
     Unbalanced,
@@ -12,7 +12,7 @@ pub enum WordsError {
 /// Undoes Slack's message escaping: `&amp;` `&lt;` `&gt;`, links written as
 /// `<https://x|label>` or `<mailto:…>` (the address is kept), and the curly
 /// quotes phones and Macs type.
-pub fn unescape(text: &str) -> String {
+pub(crate) fn unescape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('<') {
@@ -49,7 +49,7 @@ pub fn unescape(text: &str) -> String {
 }
 
 /// Splits unescaped text into words, honouring single and double quotes.
-pub fn split(text: &str) -> Result<Vec<String>, WordsError> {
+pub(crate) fn split(text: &str) -> Result<Vec<String>, WordsError> {
     shlex::split(text).ok_or(WordsError::Unbalanced)
 }
 

@@ -39,7 +39,7 @@ fn advice(e: &WebError, token: &str) -> String {
 }
 
 /// Runs every check; exits 0 only when all passed.
-pub fn check(src: &ConfigSource) -> Result<(), Failure> {
+pub(crate) fn check(src: &ConfigSource) -> Result<(), Failure> {
     crate::logging::init_quiet();
     let config = match Config::load(&src.path) {
         Ok(c) => {
@@ -62,7 +62,7 @@ pub fn check(src: &ConfigSource) -> Result<(), Failure> {
         }
     };
     let web = SlackWeb::new(&config.slack.api_url, &tokens);
-    let rt = crate::modes::runtime()?;
+    let rt = crate::modes::small_runtime()?;
     let mut worst: Option<ExitCode> = None;
     let mut note = |code: ExitCode| {
         worst = Some(match worst {

@@ -26,18 +26,10 @@ fn load(src: &ConfigSource) -> Result<Config, Failure> {
 }
 
 /// Runs the console until end of input.
-pub fn console(src: &ConfigSource) -> Result<(), Failure> {
+pub(crate) fn console(src: &ConfigSource) -> Result<(), Failure> {
     crate::logging::init_quiet();
     let config = load(src)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            Failure::new(
-                ExitCode::OSERR,
-                format!("cannot start the async runtime: {e}"),
-            )
-        })?;
+    let rt = crate::modes::small_runtime()?;
     let router = Router::new(Arc::new(BotInfo::new("console", None)));
     let user = std::env::var("USER").unwrap_or_else(|_| "console".into());
     let interactive = std::io::stdin().is_terminal();

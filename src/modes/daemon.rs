@@ -94,7 +94,7 @@ fn resolve_identity(config: &Config) -> Result<Option<Identity>, Failure> {
 }
 
 /// Starts the daemon and reports whether it came up.
-pub fn daemon(src: &ConfigSource, wait: Duration) -> Result<(), Failure> {
+pub(crate) fn daemon(src: &ConfigSource, wait: Duration) -> Result<(), Failure> {
     let path = std::path::absolute(&src.path)
         .map_err(|e| Failure::new(ExitCode::CONFIG, format!("{}: {e}", src.path.display())))?;
     let config = Config::load(&path)?;
@@ -215,10 +215,13 @@ fn run_daemon(
         Plan {
             config_path: path,
             config,
+            mode: "daemon",
             wait,
+            capture_stderr: true,
         },
         lock,
-        ready,
+        Some(ready),
+        crate::systemd::Notifier::Off,
     );
     tracing::info!("daemon stopped (exit {code})");
     code

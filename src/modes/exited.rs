@@ -3,13 +3,15 @@
 //! in the state store, so the next start can announce what happened.
 
 use crate::cli::ConfigSource;
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::modes::Failure;
-use crate::store::{now_ms, Durability, Store};
+use crate::store::history::NewExit;
+use crate::store::{Durability, Store};
 
 /// Words for systemd's description of an exit; `clean` when it was asked for.
-pub fn describe(result: &str, code: &str, status: &str) -> (String, bool) {
+pub(crate) fn describe(result: &str, code: &str, status: &str) -> (String, bool) {
     let clean = result == "success";
     let how = match code {
         "exited" => match status {
@@ -32,8 +34,16 @@ pub fn describe(result: &str, code: &str, status: &str) -> (String, bool) {
     (cause, clean)
 }
 
+/// The number of a signal systemd names without its `SIG` (`KILL` → 9).
+fn signal_number(name: &str) -> Option<i32> {
+    format!("SIG{name}")
+        .parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
 /// Records the exit systemd describes in the environment.
-pub fn exited(src: &ConfigSource) -> Result<(), Failure> {
+pub(crate) fn exited(src: &ConfigSource) -> Result<(), Failure> {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let (result, code, status) = (var("SERVICE_RESULT"), var("EXIT_CODE"), var("EXIT_STATUS"));
     if result.is_empty() && code.is_empty() {
@@ -45,7 +55,21 @@ pub fn exited(src: &ConfigSource) -> Result<(), Failure> {
     let config = Config::load(&src.path)?;
     let (cause, clean) = describe(&result, &code, &status);
     let mut store = Store::open(&config.daemon.state_dir, Durability::Full)?;
-    store.record_exit(now_ms(), "run", &cause, clean)?;
+    let (code, signal) = match code.as_str() {
+        "exited" => (status.parse().ok(), None),
+        "killed" | "dumped" => (None, signal_number(&status)),
+        _ => (None, None),
+    };
+    store.record_exit(&NewExit {
+        at_ms: now_ms(),
+        mode: "run".into(),
+        cause,
+        clean,
+        code,
+        signal,
+        hang: result == "watchdog",
+        lifetime_ms: None,
+    })?;
     Ok(())
 }
 

@@ -11,23 +11,23 @@ use crate::exit::ExitCode;
 use crate::modes::Failure;
 
 /// The unit as shipped (`etc/slackbotd.service`).
-pub const UNIT: &str = include_str!("../../etc/slackbotd.service");
+pub(crate) const UNIT: &str = include_str!("../../etc/slackbotd.service");
 /// The cron line as shipped (`etc/slackbotd.cron`).
-pub const CRON: &str = include_str!("../../etc/slackbotd.cron");
+pub(crate) const CRON: &str = include_str!("../../etc/slackbotd.cron");
 /// The configuration skeleton (`etc/slackbotd.example.toml`).
-pub const SKELETON: &str = include_str!("../../etc/slackbotd.example.toml");
+pub(crate) const SKELETON: &str = include_str!("../../etc/slackbotd.example.toml");
 
 /// Where `install` writes.
 #[derive(Debug, Clone)]
-pub struct Targets {
+pub(crate) struct Targets {
     /// The binary the unit and cron line run.
-    pub bin: PathBuf,
+    pub(crate) bin: PathBuf,
     /// Directory for the unit; `None` to skip it (no systemd).
-    pub unit_dir: Option<PathBuf>,
+    pub(crate) unit_dir: Option<PathBuf>,
     /// Directory for the cron line.
-    pub cron_dir: PathBuf,
+    pub(crate) cron_dir: PathBuf,
     /// Preview only.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 /// Fills the shipped templates in with the real paths.
@@ -97,7 +97,7 @@ fn put(path: &Path, content: &str, mode: u32, how: Write, dry: bool) -> Result<(
 }
 
 /// Installs, or previews with `dry_run`.
-pub fn install(src: &ConfigSource, t: &Targets) -> Result<(), Failure> {
+pub(crate) fn install(src: &ConfigSource, t: &Targets) -> Result<(), Failure> {
     let config = std::path::absolute(&src.path).unwrap_or_else(|_| src.path.clone());
     let dir = config
         .parent()

@@ -1,18 +1,18 @@
 //! One file per subcommand. `main` parses the command line and calls
 //! [`dispatch`]; each mode returns `Ok` or a [`Failure`] carrying its exit code.
 
-pub mod check;
-pub mod console;
-pub mod daemon;
-pub mod ensure;
-pub mod exited;
-pub mod install;
-pub mod notify;
-pub mod reload;
-pub mod run;
-pub mod status;
-pub mod stop;
-pub mod worker;
+pub(crate) mod check;
+pub(crate) mod console;
+pub(crate) mod daemon;
+pub(crate) mod ensure;
+pub(crate) mod exited;
+pub(crate) mod install;
+pub(crate) mod notify;
+pub(crate) mod reload;
+pub(crate) mod run;
+pub(crate) mod status;
+pub(crate) mod stop;
+pub(crate) mod worker;
 
 use std::fmt;
 
@@ -21,16 +21,16 @@ use crate::exit::{ExitCode, HasExitCode};
 
 /// A failed command: what to print and which code to exit with.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The exit code.
-    pub code: ExitCode,
+    pub(crate) code: ExitCode,
     /// The message, already in words an administrator understands.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl Failure {
     /// A failure with an explicit code.
-    pub fn new(code: ExitCode, message: impl Into<String>) -> Failure {
+    pub(crate) fn new(code: ExitCode, message: impl Into<String>) -> Failure {
         Failure {
             code,
             message: message.into(),
@@ -48,7 +48,7 @@ impl<E: HasExitCode + fmt::Display> From<E> for Failure {
 }
 
 /// Runs the chosen subcommand and returns the process exit code.
-pub fn dispatch(cli: Cli) -> i32 {
+pub(crate) fn dispatch(cli: Cli) -> i32 {
     let source = cli.config_source();
     if matches!(
         cli.command,
@@ -67,7 +67,7 @@ pub fn dispatch(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Run => run::run(&source),
         Command::Daemon { wait } => daemon::daemon(&source, wait),
-        Command::Worker => worker::worker(&source),
+        Command::Worker { foreground } => worker::worker(&source, foreground),
         Command::Stop { timeout } => stop::stop(&source, timeout),
         Command::Reload => reload::reload(&source),
         Command::Ensure => ensure::ensure(&source),
@@ -122,37 +122,11 @@ pub fn dispatch(cli: Cli) -> i32 {
     }
 }
 
-/// Runs the bot on a fresh runtime until it stops, and logs how it ended.
-pub fn serve_blocking(
-    settings: crate::settings::Settings,
-    opts: crate::service::ServiceOpts,
-    stopped: &str,
-) -> Result<(), Failure> {
-    let rt = runtime()?;
-    let result = rt.block_on(crate::service::serve(settings, opts));
-    rt.shutdown_timeout(std::time::Duration::from_secs(1));
-    match &result {
-        Ok(()) => tracing::info!("{stopped}"),
-        Err(e) => tracing::error!("{stopped}: {e}"),
-    }
-    result.map_err(Failure::from)
-}
-
-/// Builds the async runtime, after any forking is done.
-pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+/// A single-threaded runtime for the commands that talk to Slack or the
+/// router briefly (`check`, `console`).
+pub(crate) fn small_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        // Handlers, replies and the outbox yield the CPU to the Socket Mode
-        // thread (which keeps the default priority): under load, acks first.
-        // SAFETY: setpriority on the calling thread only; no memory effects.
-        .on_thread_start(|| unsafe {
-            libc::setpriority(
-                libc::PRIO_PROCESS,
-                libc::syscall(libc::SYS_gettid) as libc::id_t,
-                5,
-            );
-        })
         .build()
         .map_err(|e| {
             Failure::new(

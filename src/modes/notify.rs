@@ -10,53 +10,30 @@
 use std::io::Read;
 
 use crate::cli::ConfigSource;
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::modes::Failure;
 use crate::store::outbox::NewMessage;
-use crate::store::{now_ms, Durability, Store};
+use crate::store::{Durability, Store};
 
 /// The longest text put in one message; Slack truncates at 40,000 and
 /// advises staying under 4,000.
-pub const CHUNK: usize = 3_500;
+pub(crate) const CHUNK: usize = 3_500;
 /// The most input `--stdin` accepts.
-pub const MAX_INPUT: usize = 1 << 20;
+pub(crate) const MAX_INPUT: usize = 1 << 20;
 
 /// What to send.
 #[derive(Debug, Clone)]
-pub struct Request {
-    pub channel: String,
-    pub thread: Option<String>,
-    pub text: Option<String>,
-    pub stdin: bool,
+pub(crate) struct Request {
+    pub(crate) channel: String,
+    pub(crate) thread: Option<String>,
+    pub(crate) text: Option<String>,
+    pub(crate) stdin: bool,
 }
 
 fn usage(msg: impl Into<String>) -> Failure {
     Failure::new(ExitCode::USAGE, msg)
-}
-
-/// Splits text into messages of at most `max` characters, preferring line breaks.
-pub fn chunks(text: &str, max: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = text.trim_end();
-    while !rest.is_empty() {
-        if rest.chars().count() <= max {
-            out.push(rest.to_string());
-            break;
-        }
-        let hard = rest
-            .char_indices()
-            .nth(max)
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len());
-        let cut = match rest[..hard].rfind('\n') {
-            Some(nl) if nl > hard / 2 => nl,
-            _ => hard,
-        };
-        out.push(rest[..cut].to_string());
-        rest = rest[cut..].strip_prefix('\n').unwrap_or(&rest[cut..]);
-    }
-    out
 }
 
 fn valid_channel(c: &str) -> bool {
@@ -70,7 +47,7 @@ fn valid_ts(ts: &str) -> bool {
 }
 
 /// Queues the message; silent on success.
-pub fn notify(src: &ConfigSource, req: &Request) -> Result<(), Failure> {
+pub(crate) fn notify(src: &ConfigSource, req: &Request) -> Result<(), Failure> {
     if !valid_channel(&req.channel) {
         return Err(usage(format!(
             "--channel {:?} is not a channel ID (like C0123ABCD) or name",
@@ -114,7 +91,7 @@ pub fn notify(src: &ConfigSource, req: &Request) -> Result<(), Failure> {
         }
     };
     let config = Config::load(&src.path)?;
-    let parts = chunks(&text, CHUNK);
+    let parts = crate::text::chunks(&text, CHUNK);
     let total = parts.len();
     let msgs: Vec<NewMessage> = parts
         .into_iter()
@@ -142,30 +119,13 @@ pub fn notify(src: &ConfigSource, req: &Request) -> Result<(), Failure> {
         )
     })?;
     drop(store);
-    wake(&config.daemon.pidfile.with_extension("wake"));
+    crate::wake::poke(&config.daemon.pidfile);
     Ok(())
-}
-
-/// Pokes the running bot; harmless when it is not running.
-fn wake(path: &std::path::Path) {
-    if let Ok(s) = std::os::unix::net::UnixDatagram::unbound() {
-        let _ = s.send_to(b"!", path);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_text_splits_on_lines_and_keeps_everything() {
-        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
-        let parts = chunks(&text, 500);
-        assert!(parts.iter().all(|p| p.chars().count() <= 500));
-        assert_eq!(parts.join("\n"), text.trim_end());
-        assert_eq!(chunks("short", 500), ["short"]);
-        assert_eq!(chunks(&"x".repeat(1200), 500).len(), 3);
-    }
 
     #[test]
     fn channels_and_threads_are_checked() {

@@ -11,7 +11,7 @@ use crate::modes::Failure;
 use crate::supervise::lock;
 
 /// Sends SIGHUP to the running bot.
-pub fn reload(src: &ConfigSource) -> Result<(), Failure> {
+pub(crate) fn reload(src: &ConfigSource) -> Result<(), Failure> {
     let config = Config::load(&src.path)?;
     let pidfile = &config.daemon.pidfile;
     match lock::holder(pidfile) {

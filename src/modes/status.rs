@@ -6,84 +6,61 @@
 
 use serde_json::{json, Value};
 
-use crate::bot::builtins::human;
 use crate::cli::ConfigSource;
-use crate::clock::{now_ms, rfc3339};
+use crate::clock::{human, now_ms, rfc3339};
 use crate::config::Config;
-use crate::supervise::heartbeat::{self, Heartbeat};
-use crate::supervise::lock;
-use crate::supervise::record::{self, SupervisorRecord};
+use crate::store::history::Exit;
+use crate::store::outbox::QueueStats;
+use crate::store::Store;
+use crate::supervise::instance::Instance;
 
 /// LSB: running and healthy.
-pub const RUNNING: i32 = 0;
+pub(crate) const RUNNING: i32 = 0;
 /// LSB: dead, but the pidfile names a pid.
-pub const DEAD_STALE_PIDFILE: i32 = 1;
+pub(crate) const DEAD_STALE_PIDFILE: i32 = 1;
 /// LSB: not running.
-pub const NOT_RUNNING: i32 = 3;
+pub(crate) const NOT_RUNNING: i32 = 3;
 /// LSB: unknown.
-pub const UNKNOWN: i32 = 4;
+pub(crate) const UNKNOWN: i32 = 4;
 /// Application range (150–199): running but unhealthy.
-pub const UNHEALTHY: i32 = 150;
+pub(crate) const UNHEALTHY: i32 = 150;
 
 /// The facts `status` reports.
 #[derive(Debug, Clone)]
-pub struct Report {
-    pub running: bool,
-    pub healthy: bool,
-    pub mode: Option<String>,
-    pub pid: Option<u32>,
-    pub stale_pid: Option<u32>,
-    pub heartbeat: Option<Heartbeat>,
-    pub record: Option<SupervisorRecord>,
-    pub outbox: Option<crate::store::outbox::QueueStats>,
+pub(crate) struct Report {
+    /// The lock holder, its record and its bot's heartbeat.
+    pub(crate) instance: Instance,
+    /// Healthy by the heartbeat's own timeout.
+    pub(crate) healthy: bool,
+    /// The most recent unclean exit, from the state store.
+    pub(crate) last_exit: Option<Exit>,
+    /// Queue depth and age, from the state store.
+    pub(crate) outbox: Option<QueueStats>,
 }
 
 impl Report {
     /// Gathers the facts for a configuration.
-    pub fn gather(config: &Config) -> std::io::Result<Report> {
-        let pidfile = &config.daemon.pidfile;
-        let holder = lock::holder(pidfile)?;
-        let record = record::read(&record::path_for(pidfile));
-        let outbox = match crate::store::Store::open_existing(&config.daemon.state_dir) {
-            Some(Ok(mut s)) => s.queue_stats().ok(),
-            _ => None,
+    pub(crate) fn gather(config: &Config) -> std::io::Result<Report> {
+        let instance = Instance::read(&config.daemon.pidfile)?;
+        let (last_exit, outbox) = match Store::open_existing(&config.daemon.state_dir) {
+            Some(Ok(mut s)) => (s.last_unclean_exit().ok().flatten(), s.queue_stats().ok()),
+            _ => (None, None),
         };
-        let Some(pid) = holder else {
-            return Ok(Report {
-                running: false,
-                healthy: false,
-                mode: None,
-                pid: None,
-                stale_pid: lock::stale_pid(pidfile),
-                heartbeat: None,
-                record,
-                outbox,
-            });
-        };
-        let record = record.filter(|r| r.pid == pid);
-        let mode = if record.is_some() { "daemon" } else { "run" };
-        let bot_pid = match &record {
-            Some(r) => r.worker_pid,
-            None => Some(pid),
-        };
-        let heartbeat =
-            heartbeat::read(&heartbeat::path_for(pidfile)).filter(|h| Some(h.pid) == bot_pid);
-        let healthy = heartbeat.as_ref().is_some_and(|h| h.is_fresh(now_ms()));
         Ok(Report {
-            running: true,
-            healthy,
-            mode: Some(mode.to_string()),
-            pid: Some(pid),
-            stale_pid: None,
-            heartbeat,
-            record,
+            healthy: instance.healthy(now_ms()),
+            instance,
+            last_exit,
             outbox,
         })
     }
 
+    fn running(&self) -> bool {
+        self.instance.holder.is_some()
+    }
+
     /// The LSB exit code.
-    pub fn code(&self) -> i32 {
-        match (self.running, self.healthy, self.stale_pid) {
+    pub(crate) fn code(&self) -> i32 {
+        match (self.running(), self.healthy, self.instance.stale_pid) {
             (true, true, _) => RUNNING,
             (true, false, _) => UNHEALTHY,
             (false, _, Some(_)) => DEAD_STALE_PIDFILE,
@@ -92,37 +69,34 @@ impl Report {
     }
 
     /// The `--json` object.
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         let now = now_ms();
-        let hb = self.heartbeat.as_ref();
-        let started = match (&self.record, hb) {
-            (Some(r), _) => Some(r.started_ms),
-            (None, Some(h)) => Some(h.started_ms),
-            _ => None,
-        };
-        let last_exit = self.record.as_ref().and_then(|r| r.last_exit()).map(|e| {
+        let i = &self.instance;
+        let hb = i.heartbeat.as_ref();
+        let rec = i.record.as_ref();
+        let last_exit = self.last_exit.as_ref().map(|e| {
             json!({
                 "at": rfc3339(e.at_ms), "cause": e.cause, "code": e.code, "signal": e.signal,
                 "hang": e.hang, "downtime_ms": e.downtime_ms,
             })
         });
         json!({
-            "running": self.running,
+            "running": self.running(),
             "healthy": self.healthy,
-            "mode": self.mode,
-            "pid": self.pid,
-            "worker_pid": self.record.as_ref().and_then(|r| r.worker_pid),
-            "started_at": started.map(rfc3339),
-            "restarts": self.record.as_ref().map(|r| r.restarts),
+            "mode": i.mode(),
+            "pid": i.holder,
+            "worker_pid": rec.and_then(|r| r.worker_pid),
+            "started_at": i.started_ms().map(rfc3339),
+            "restarts": rec.map(|r| r.restarts),
             "last_exit": last_exit,
             "connections": hb.map(|h| h.connections),
             "fresh_connections": hb.map(|h| h.fresh),
             "last_event_age_s": hb.and_then(|h| h.last_event_ms).map(|t| now.saturating_sub(t) as f64 / 1000.0),
             "last_frame_age_s": hb.and_then(|h| h.last_frame_age_s(now)),
             "heartbeat_timeout_s": hb.map(|h| h.heartbeat_timeout_ms as f64 / 1000.0),
-            "stale_pid": self.stale_pid,
+            "stale_pid": i.stale_pid,
             "outbox_depth": self.outbox.map(|q| q.depth),
-            "outbox_oldest_age_s": self.outbox.and_then(|q| q.oldest_ms).map(|t| now.saturating_sub(t as u64) as f64 / 1000.0),
+            "outbox_oldest_age_s": self.outbox.and_then(|q| q.oldest_ms).map(|t| now.saturating_sub(t) as f64 / 1000.0),
             "outbox_failed": self.outbox.map(|q| q.failed),
         })
     }
@@ -134,7 +108,7 @@ impl Report {
         if let Some(t) = q.oldest_ms {
             s.push_str(&format!(
                 ", the oldest for {:.0}s",
-                now.saturating_sub(t as u64) as f64 / 1000.0
+                now.saturating_sub(t) as f64 / 1000.0
             ));
         }
         if q.failed > 0 {
@@ -144,7 +118,7 @@ impl Report {
     }
 
     /// The text for people.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut s = self.text_without_outbox();
         if let Some(o) = self.outbox_line(now_ms()) {
             s.push_str(&o);
@@ -154,19 +128,20 @@ impl Report {
 
     fn text_without_outbox(&self) -> String {
         let now = now_ms();
-        if !self.running {
-            return match self.stale_pid {
+        let i = &self.instance;
+        if !self.running() {
+            return match i.stale_pid {
                 Some(pid) => format!("slackbotd is not running, but its pidfile names pid {pid}: it died without a clean stop"),
                 None => "slackbotd is not running".to_string(),
             };
         }
-        let mode = self.mode.as_deref().unwrap_or("?");
+        let mode = i.mode().unwrap_or("?");
         let mut s = format!(
             "slackbotd is running ({mode} mode, pid {}) and {}",
-            self.pid.unwrap_or(0),
+            i.holder.unwrap_or(0),
             if self.healthy { "healthy" } else { "UNHEALTHY" }
         );
-        if let Some(r) = &self.record {
+        if let Some(r) = &i.record {
             s.push_str(&format!(
                 "\n  supervisor since {} (up {})",
                 rfc3339(r.started_ms),
@@ -179,14 +154,14 @@ impl Report {
                 None => s.push_str(", no worker right now (restarting)"),
             }
             s.push_str(&format!("\n  restarts: {}", r.restarts));
-            if let Some(e) = r.last_exit() {
+            if let Some(e) = &self.last_exit {
                 s.push_str(&format!("; last at {}: {}", rfc3339(e.at_ms), e.cause));
                 if let Some(d) = e.downtime_ms {
                     s.push_str(&format!(", down {d} ms"));
                 }
             }
         }
-        match &self.heartbeat {
+        match &i.heartbeat {
             Some(h) => {
                 s.push_str(&format!(
                     "\n  connections: {} live, {} fresh",
@@ -215,7 +190,7 @@ impl Report {
 }
 
 /// Prints the status and returns the LSB exit code.
-pub fn status(src: &ConfigSource, json: bool) -> i32 {
+pub(crate) fn status(src: &ConfigSource, json: bool) -> i32 {
     let config = match Config::load(&src.path) {
         Ok(c) => c,
         Err(e) => {

@@ -13,7 +13,7 @@ use crate::modes::Failure;
 use crate::supervise::lock;
 
 /// Stops the running bot; succeeds when it was not running.
-pub fn stop(src: &ConfigSource, timeout: Duration) -> Result<(), Failure> {
+pub(crate) fn stop(src: &ConfigSource, timeout: Duration) -> Result<(), Failure> {
     let config = Config::load(&src.path)?;
     let pidfile = config.daemon.pidfile.clone();
     let unreadable = |e: std::io::Error| {

@@ -1,17 +1,19 @@
-//! `slackbotd worker`: the bot process of daemon mode, started (and
-//! restarted) by the supervisor. It logs to syslog and writes the heartbeat
-//! the supervisor watches; it refuses to run unless its parent holds the lock.
+//! `slackbotd worker`: the bot process under slackbotd's own supervisor,
+//! started (and restarted) by it. It tells the supervisor through the
+//! notification socket it inherited, writes the heartbeat the supervisor
+//! watches, and refuses to run unless its parent holds the lock. In daemon
+//! mode it logs to syslog; under `run`, to the stderr it shares.
 
 use crate::cli::ConfigSource;
 use crate::exit::ExitCode;
 use crate::modes::Failure;
 use crate::service::ServiceOpts;
 use crate::settings::Settings;
-use crate::supervise::{heartbeat, lock};
+use crate::supervise::lock;
 use crate::systemd::Notifier;
 
-/// Runs the bot under the daemon's supervisor.
-pub fn worker(src: &ConfigSource) -> Result<(), Failure> {
+/// Runs the bot under the supervisor of `run` (`foreground`) or `daemon`.
+pub(crate) fn worker(src: &ConfigSource, foreground: bool) -> Result<(), Failure> {
     let settings = Settings::load(&src.path)?;
     let d = settings.config.daemon.clone();
     let parent = nix::unistd::getppid().as_raw() as u32;
@@ -24,12 +26,17 @@ pub fn worker(src: &ConfigSource) -> Result<(), Failure> {
             ))
         }
     }
-    crate::logging::init_syslog_for(&d);
-    let opts = ServiceOpts {
-        mode: "daemon",
-        notifier: Notifier::disabled(),
-        heartbeat: Some(heartbeat::path_for(&d.pidfile)),
-        wake: Some(d.pidfile.with_extension("wake")),
+    let mode = if foreground {
+        crate::logging::init_stderr();
+        "run"
+    } else {
+        crate::logging::init_syslog_for(&d);
+        "daemon"
     };
-    crate::modes::serve_blocking(settings, opts, "worker stopped")
+    let opts = ServiceOpts {
+        mode,
+        notifier: Notifier::from_env(),
+        pidfile: d.pidfile.clone(),
+    };
+    crate::service::serve_blocking(settings, opts, "worker stopped").map_err(Failure::from)
 }

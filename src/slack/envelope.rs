@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// One text frame from the Socket Mode WebSocket.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Frame {
+pub(crate) enum Frame {
     /// The connection is ready.
     Hello {
         /// How many connections Slack counts for this app.
@@ -35,7 +35,7 @@ pub enum Frame {
 
 /// The kinds of envelope Socket Mode delivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EnvelopeKind {
+pub(crate) enum EnvelopeKind {
     /// An Events API event (`app_mention`, `message`, …).
     EventsApi,
     /// A slash command.
@@ -46,7 +46,7 @@ pub enum EnvelopeKind {
 
 impl EnvelopeKind {
     /// The wire name.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             EnvelopeKind::EventsApi => "events_api",
             EnvelopeKind::SlashCommands => "slash_commands",
@@ -57,26 +57,23 @@ impl EnvelopeKind {
 
 /// A delivery that must be acknowledged within three seconds.
 #[derive(Debug, Clone)]
-pub struct Envelope {
+pub(crate) struct Envelope {
     /// The ID to acknowledge.
-    pub envelope_id: String,
+    pub(crate) envelope_id: String,
     /// What it carries.
-    pub kind: EnvelopeKind,
-    /// Whether the ack may carry a response payload.
-    pub accepts_response_payload: bool,
+    pub(crate) kind: EnvelopeKind,
     /// 0 on first delivery, then 1, 2, 3 on redeliveries.
-    pub retry_attempt: u64,
+    pub(crate) retry_attempt: u64,
     /// Why it was redelivered (`timeout`, …), empty on first delivery.
-    pub retry_reason: String,
+    pub(crate) retry_reason: String,
     /// The payload as Slack sent it, decoded later, off the socket's loop.
-    pub payload: Box<RawValue>,
+    pub(crate) payload: Box<RawValue>,
 }
 
 impl PartialEq for Envelope {
     fn eq(&self, o: &Envelope) -> bool {
         self.envelope_id == o.envelope_id
             && self.kind == o.kind
-            && self.accepts_response_payload == o.accepts_response_payload
             && self.retry_attempt == o.retry_attempt
             && self.retry_reason == o.retry_reason
             && self.payload.get() == o.payload.get()
@@ -85,7 +82,7 @@ impl PartialEq for Envelope {
 
 /// Why a frame could not be understood.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum FrameError {
+pub(crate) enum FrameError {
     /// Not JSON at all.
     #[error("frame is not JSON ({0}): {1}")]
     NotJson(String, String),
@@ -102,8 +99,6 @@ struct RawFrame<'a> {
     #[serde(rename = "type")]
     kind: Option<String>,
     envelope_id: Option<String>,
-    #[serde(default)]
-    accepts_response_payload: bool,
     #[serde(default)]
     retry_attempt: Option<u64>,
     #[serde(default)]
@@ -129,7 +124,7 @@ fn excerpt(text: &str) -> String {
 }
 
 /// Parses one text frame.
-pub fn parse_frame(text: &str) -> Result<Frame, FrameError> {
+pub(crate) fn parse_frame(text: &str) -> Result<Frame, FrameError> {
     // One pass for well-formed frames; the slower path below only runs to
     // say precisely what is wrong with a bad one.
     match serde_json::from_str::<RawFrame>(text) {
@@ -191,7 +186,6 @@ fn classify(raw: RawFrame, text: &str) -> Result<Frame, FrameError> {
     Ok(Frame::Envelope(Envelope {
         envelope_id,
         kind: env_kind,
-        accepts_response_payload: raw.accepts_response_payload,
         retry_attempt: raw.retry_attempt.unwrap_or(0),
         retry_reason: raw.retry_reason.unwrap_or_default(),
         payload,
@@ -200,13 +194,13 @@ fn classify(raw: RawFrame, text: &str) -> Result<Frame, FrameError> {
 
 /// Best effort: the envelope ID of a frame that did not otherwise parse, so
 /// it can still be acknowledged and Slack stops redelivering it.
-pub fn salvage_envelope_id(text: &str) -> Option<String> {
+pub(crate) fn salvage_envelope_id(text: &str) -> Option<String> {
     let v: Value = serde_json::from_str(text).ok()?;
     v.get("envelope_id")?.as_str().map(str::to_string)
 }
 
 /// The acknowledgement frame for an envelope.
-pub fn ack(envelope_id: &str) -> String {
+pub(crate) fn ack(envelope_id: &str) -> String {
     // The id is JSON-escaped as a string; no map is built on the hot path.
     let id = serde_json::to_string(envelope_id).unwrap_or_else(|_| "\"\"".to_string());
     format!("{{\"envelope_id\":{id}}}")

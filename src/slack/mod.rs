@@ -1,10 +1,9 @@
 //! Everything that speaks to Slack: the Web API (`web`), the Socket Mode
 //! frames (`envelope`), one Socket Mode connection (`socket`), the set of
-//! connections the bot holds (`pool`), and reconnect timing (`backoff`).
+//! connections the bot holds (`pool`), and TLS for both (`tls`).
 
-pub mod backoff;
-pub mod envelope;
-pub mod pool;
-pub mod socket;
-pub mod tls;
-pub mod web;
+pub(crate) mod envelope;
+pub(crate) mod pool;
+pub(crate) mod socket;
+pub(crate) mod tls;
+pub(crate) mod web;

@@ -15,11 +15,25 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::backoff::Backoff;
 use super::socket::{self, ConnHandle, Inbound, OpenError, Signal};
+use super::web::SlackWeb;
 use super::web::WebError;
+use crate::backoff::Backoff;
 use crate::health::Health;
-use crate::settings::SettingsRx;
+
+/// What the pool needs of the live settings; each new generation sent on
+/// the watch channel replaces every connection, make-before-break.
+pub(crate) trait PoolSettings: Send + Sync + 'static {
+    /// The Web API client holding this generation's tokens.
+    fn web(&self) -> &SlackWeb;
+    /// How many connections to hold.
+    fn connections(&self) -> usize;
+    /// The first and the longest reconnect delay.
+    fn backoff(&self) -> (Duration, Duration);
+}
+
+/// The live settings, as the pool sees them.
+type SettingsRx<S> = watch::Receiver<Arc<S>>;
 
 /// How long the WebSocket handshake plus `hello` may take.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -28,7 +42,7 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Why the pool stopped for good.
 #[derive(Debug, thiserror::Error)]
-pub enum PoolFatal {
+pub(crate) enum PoolFatal {
     /// Slack refused the app token.
     #[error("Slack refused the app-level token: {0}")]
     Auth(WebError),
@@ -39,17 +53,20 @@ pub enum PoolFatal {
 
 /// What the slots share.
 #[derive(Debug)]
-pub struct PoolCtx {
+pub(crate) struct PoolCtx {
     /// Health, written by the connections.
-    pub health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
     /// Where acknowledged envelopes go.
-    pub inbound: mpsc::UnboundedSender<Inbound>,
+    pub(crate) inbound: mpsc::UnboundedSender<Inbound>,
     next_id: AtomicU64,
 }
 
 impl PoolCtx {
     /// A context sending envelopes to `inbound`.
-    pub fn new(health: Arc<Health>, inbound: mpsc::UnboundedSender<Inbound>) -> Arc<PoolCtx> {
+    pub(crate) fn new(
+        health: Arc<Health>,
+        inbound: mpsc::UnboundedSender<Inbound>,
+    ) -> Arc<PoolCtx> {
         Arc::new(PoolCtx {
             health,
             inbound,
@@ -59,8 +76,8 @@ impl PoolCtx {
 }
 
 /// Holds `[slack].connections` connections until `stop` turns true, or a fatal error.
-pub async fn run(
-    settings: SettingsRx,
+pub(crate) async fn run<S: PoolSettings>(
+    settings: SettingsRx<S>,
     ctx: Arc<PoolCtx>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), PoolFatal> {
@@ -68,7 +85,7 @@ pub async fn run(
     let mut slots: Vec<watch::Sender<bool>> = Vec::new();
     let mut watch_settings = settings.clone();
     let result = loop {
-        let want = usize::from(watch_settings.borrow_and_update().config.slack.connections);
+        let want = watch_settings.borrow_and_update().connections();
         while slots.len() < want {
             let idx = slots.len();
             let (slot_stop_tx, slot_stop_rx) = watch::channel(false);
@@ -101,14 +118,14 @@ pub async fn run(
     result
 }
 
-async fn slot(
+async fn slot<S: PoolSettings>(
     idx: usize,
-    mut settings: SettingsRx,
+    mut settings: SettingsRx<S>,
     ctx: Arc<PoolCtx>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), PoolFatal> {
-    let sup = settings.borrow().config.supervise.clone();
-    let mut backoff = Backoff::new(sup.backoff_initial, sup.backoff_max);
+    let (initial, max) = settings.borrow().backoff();
+    let mut backoff = Backoff::new(initial, max);
     let mut current: Option<ConnHandle> = None;
     loop {
         let mut conn = match current.take() {
@@ -169,9 +186,9 @@ async fn slot(
 }
 
 /// Opens a connection, retrying with backoff. `Ok(None)` when asked to stop.
-async fn open_retrying(
+async fn open_retrying<S: PoolSettings>(
     idx: usize,
-    settings: &mut SettingsRx,
+    settings: &mut SettingsRx<S>,
     ctx: &PoolCtx,
     backoff: &mut Backoff,
     stop: &mut watch::Receiver<bool>,
@@ -180,7 +197,7 @@ async fn open_retrying(
         let live = settings.borrow_and_update().clone();
         let started = Instant::now();
         let res = tokio::select! {
-            r = socket::open(&live.web, HELLO_TIMEOUT) => r,
+            r = socket::open(live.web(), HELLO_TIMEOUT) => r,
             _ = stop.changed() => return Ok(None),
         };
         match res {

@@ -22,36 +22,32 @@ use super::web::{SlackWeb, WebError};
 use crate::health::Health;
 
 /// The WebSocket type of a Socket Mode connection.
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a write (ack, ping, close) may take before the link counts as dead.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames read back to back before their acks are flushed.
 const ACK_BATCH: usize = 64;
 
-/// An envelope as it arrived, with where and when.
+/// An envelope as it arrived.
 #[derive(Debug, Clone)]
-pub struct Inbound {
+pub(crate) struct Inbound {
     /// The envelope (already acknowledged).
-    pub envelope: Envelope,
-    /// Which connection it came on.
-    pub conn_id: u64,
-    /// When it arrived.
-    pub received: Instant,
+    pub(crate) envelope: Envelope,
 }
 
 /// What Slack said in its `hello`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Hello {
+pub(crate) struct Hello {
     /// Slack's host for this socket.
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// Connections Slack counts for this app.
-    pub num_connections: Option<u64>,
+    pub(crate) num_connections: Option<u64>,
 }
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// `apps.connections.open` failed.
     #[error(transparent)]
     Web(#[from] WebError),
@@ -68,7 +64,7 @@ pub enum OpenError {
 
 impl OpenError {
     /// How long Slack asked us to wait, when it did.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             OpenError::Web(e) => e.retry_after(),
             _ => None,
@@ -82,7 +78,10 @@ fn loggable(url: &str) -> String {
 }
 
 /// Asks Slack for a socket URL, connects, and waits for `hello`.
-pub async fn open(web: &SlackWeb, hello_timeout: Duration) -> Result<(Ws, Hello), OpenError> {
+pub(crate) async fn open(
+    web: &SlackWeb,
+    hello_timeout: Duration,
+) -> Result<(Ws, Hello), OpenError> {
     let url = web.open_socket_url().await?;
     let tls = tokio_tungstenite::Connector::Rustls(super::tls::for_url(&url));
     let connect =
@@ -145,7 +144,7 @@ pub async fn open(web: &SlackWeb, hello_timeout: Duration) -> Result<(Ws, Hello)
 
 /// What a running connection tells its owner.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// Slack sent `disconnect` with this reason; it will close the socket soon.
     Disconnect(String),
     /// Nothing arrived for longer than the heartbeat timeout.
@@ -156,19 +155,19 @@ pub enum Signal {
 
 /// The owner's side of a running connection. Dropping it closes the connection.
 #[derive(Debug)]
-pub struct ConnHandle {
+pub(crate) struct ConnHandle {
     /// The connection's number, unique in this process.
-    pub id: u64,
+    pub(crate) id: u64,
     /// When it said hello.
-    pub opened: Instant,
+    pub(crate) opened: Instant,
     /// Signals from the connection.
-    pub signals: mpsc::UnboundedReceiver<Signal>,
+    pub(crate) signals: mpsc::UnboundedReceiver<Signal>,
     close: Option<oneshot::Sender<()>>,
 }
 
 impl ConnHandle {
     /// Closes the connection (a WebSocket close frame, then the TCP link).
-    pub fn close(mut self) {
+    pub(crate) fn close(mut self) {
         if let Some(tx) = self.close.take() {
             let _ = tx.send(());
         }
@@ -176,7 +175,7 @@ impl ConnHandle {
 }
 
 /// Runs an opened connection in its own task.
-pub fn spawn(
+pub(crate) fn spawn(
     id: u64,
     ws: Ws,
     health: Arc<Health>,
@@ -334,11 +333,7 @@ async fn on_text(
             feed(sink, Message::Text(ack(&envelope.envelope_id).into())).await?;
             health.event();
             tracing::debug!(conn = id, envelope = %envelope.envelope_id, kind = envelope.kind.as_str(), retry = envelope.retry_attempt, "envelope acknowledged");
-            let _ = inbound.send(Inbound {
-                envelope,
-                conn_id: id,
-                received: Instant::now(),
-            });
+            let _ = inbound.send(Inbound { envelope });
         }
         Ok(Frame::Disconnect { reason }) => {
             tracing::info!(conn = id, "Slack sent disconnect ({reason})");

@@ -58,19 +58,19 @@ fn load_roots() -> RootCertStore {
 }
 
 /// The verifying configuration, loaded on first use.
-pub fn verified() -> Arc<ClientConfig> {
+pub(crate) fn verified() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG.get_or_init(|| config(load_roots())).clone()
 }
 
 /// A configuration for clients that will only ever speak plain http (a local
 /// fake): no CA is trusted, so it can never complete a TLS handshake.
-pub fn plain_only() -> Arc<ClientConfig> {
+pub(crate) fn plain_only() -> Arc<ClientConfig> {
     config(RootCertStore::empty())
 }
 
 /// The configuration for a base URL.
-pub fn for_url(url: &str) -> Arc<ClientConfig> {
+pub(crate) fn for_url(url: &str) -> Arc<ClientConfig> {
     if url.starts_with("https://") || url.starts_with("wss://") {
         verified()
     } else {

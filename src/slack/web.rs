@@ -17,17 +17,17 @@ use crate::exit::{ExitCode, HasExitCode};
 use crate::secrets::{Token, Tokens};
 
 /// The slack-morphism connector type used everywhere.
-pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+pub(crate) type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
 /// How long one Web API call may take.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Web API calls in flight at once. Slack paces posts per channel anyway;
 /// more parallel calls only open more connections (over http1) and memory.
-pub const MAX_CONCURRENT_CALLS: usize = 8;
+pub(crate) const MAX_CONCURRENT_CALLS: usize = 8;
 
 /// A failed Web API call, sorted by what the caller should do about it.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum WebError {
+pub(crate) enum WebError {
     /// Slack answered `ok: false`.
     #[error("{method}: Slack answered {code}{}", explain(.code).map(|e| format!(" ({e})")).unwrap_or_default())]
     Api { method: &'static str, code: String },
@@ -56,7 +56,7 @@ pub enum WebError {
 }
 
 /// Plain words for the Slack error codes an administrator meets first.
-pub fn explain(code: &str) -> Option<&'static str> {
+pub(crate) fn explain(code: &str) -> Option<&'static str> {
     Some(match code {
         "invalid_auth" => "the token is wrong, belongs to another workspace, or was regenerated",
         "not_authed" => "no token was sent",
@@ -78,12 +78,12 @@ pub fn explain(code: &str) -> Option<&'static str> {
 
 impl WebError {
     /// True when the credentials themselves are bad: retrying cannot help.
-    pub fn is_auth_failure(&self) -> bool {
+    pub(crate) fn is_auth_failure(&self) -> bool {
         matches!(self, WebError::Api { code, .. } if is_auth_code(code))
     }
 
     /// True when this exact request will never succeed.
-    pub fn is_permanent(&self) -> bool {
+    pub(crate) fn is_permanent(&self) -> bool {
         match self {
             WebError::Api { code, .. } => {
                 code != "ratelimited"
@@ -100,25 +100,16 @@ impl WebError {
     }
 
     /// How long Slack asked us to wait, when it did.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             WebError::RateLimited { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-
-    /// The Slack error code, for `ok: false` answers.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            WebError::Api { code, .. } => Some(code),
-            WebError::RateLimited { .. } => Some("ratelimited"),
             _ => None,
         }
     }
 }
 
 /// Codes that mean the token is unusable.
-pub fn is_auth_code(code: &str) -> bool {
+pub(crate) fn is_auth_code(code: &str) -> bool {
     matches!(
         code,
         "invalid_auth"
@@ -147,35 +138,35 @@ impl HasExitCode for WebError {
 
 /// Who the bot is, from `auth.test`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The bot's user ID (`U…`), to recognise its own messages and mentions.
-    pub user_id: String,
+    pub(crate) user_id: String,
     /// The bot ID (`B…`), carried by the bot's own messages.
-    pub bot_id: Option<String>,
+    pub(crate) bot_id: Option<String>,
     /// The bot's user name.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// The workspace ID.
-    pub team_id: String,
+    pub(crate) team_id: String,
     /// The workspace name.
-    pub team: String,
+    pub(crate) team: String,
 }
 
 /// A message to post.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OutgoingMessage {
+pub(crate) struct OutgoingMessage {
     /// Channel ID.
-    pub channel: String,
+    pub(crate) channel: String,
     /// The text (Slack mrkdwn).
-    pub text: String,
+    pub(crate) text: String,
     /// Reply in this thread.
-    pub thread_ts: Option<String>,
+    pub(crate) thread_ts: Option<String>,
     /// An idempotency key carried in the message metadata.
-    pub idempotency_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
 }
 
 /// The Slack Web API for one pair of tokens.
 #[derive(Clone)]
-pub struct SlackWeb {
+pub(crate) struct SlackWeb {
     client: Arc<SlackClient<Connector>>,
     calls: Arc<tokio::sync::Semaphore>,
     api_url: String,
@@ -209,7 +200,7 @@ fn api_token(t: &Token) -> SlackApiToken {
 
 impl SlackWeb {
     /// A client for `api_url` (no trailing slash) with these tokens.
-    pub fn new(api_url: &str, tokens: &Tokens) -> SlackWeb {
+    pub(crate) fn new(api_url: &str, tokens: &Tokens) -> SlackWeb {
         SlackWeb {
             client: Arc::new(SlackClient::new(connector(api_url))),
             calls: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
@@ -217,11 +208,6 @@ impl SlackWeb {
             bot: api_token(&tokens.bot),
             app: api_token(&tokens.app),
         }
-    }
-
-    /// The base URL this client talks to.
-    pub fn api_url(&self) -> &str {
-        &self.api_url
     }
 
     async fn call<T>(
@@ -268,7 +254,7 @@ impl SlackWeb {
     }
 
     /// `auth.test` with the bot token.
-    pub async fn auth_test(&self) -> Result<Identity, WebError> {
+    pub(crate) async fn auth_test(&self) -> Result<Identity, WebError> {
         let session = self.client.open_session(&self.bot);
         let r = self.call("auth.test", session.auth_test()).await?;
         Ok(Identity {
@@ -281,7 +267,7 @@ impl SlackWeb {
     }
 
     /// `apps.connections.open` with the app token: a single-use WebSocket URL.
-    pub async fn open_socket_url(&self) -> Result<String, WebError> {
+    pub(crate) async fn open_socket_url(&self) -> Result<String, WebError> {
         let session = self.client.open_session(&self.app);
         let r = self
             .call(
@@ -293,7 +279,7 @@ impl SlackWeb {
     }
 
     /// `chat.postMessage` with the bot token; returns the message's `ts`.
-    pub async fn post_message(&self, msg: &OutgoingMessage) -> Result<String, WebError> {
+    pub(crate) async fn post_message(&self, msg: &OutgoingMessage) -> Result<String, WebError> {
         let mut content = SlackMessageContent::new().with_text(msg.text.clone());
         if let Some(key) = &msg.idempotency_key {
             let payload = [("idempotency_key".to_string(), key.clone())]
@@ -320,7 +306,7 @@ impl SlackWeb {
     /// Whether `msg` already reached Slack since `since_ms`: a message with
     /// its idempotency key (or, where Slack returns no metadata, the bot's own
     /// message with the same text). Returns its `ts`.
-    pub async fn find_posted(
+    pub(crate) async fn find_posted(
         &self,
         msg: &OutgoingMessage,
         since_ms: u64,
@@ -374,7 +360,7 @@ impl SlackWeb {
 
     /// Answers a slash command through its `response_url` (seen only by the
     /// person who typed the command, as Slack does by default).
-    pub async fn respond(
+    pub(crate) async fn respond(
         &self,
         response_url: &str,
         text: &str,
@@ -402,7 +388,7 @@ impl SlackWeb {
 }
 
 /// An error and its causes on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -1,48 +1,105 @@
-//! The bot's life story: each run (started, ended cleanly or not) and each
-//! unclean exit with its cause, so the first connection after a crash can
-//! say in Slack what happened, and how often.
+//! The bot's life story, and the one place it is kept: each run (started,
+//! ended cleanly or not) and each exit with its cause, so the first
+//! connection after a crash can say in Slack what happened and how often, and
+//! `status` can show the last crash.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, Row};
 
-use super::{Store, StoreError};
+use super::{ms, sql_ms, Store, StoreError};
 
-/// An unclean exit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exit {
-    pub id: i64,
-    pub at_ms: i64,
-    pub mode: String,
-    pub cause: String,
+/// How a bot process ended, as its supervisor (or systemd) saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NewExit {
+    /// When it ended.
+    pub(crate) at_ms: u64,
+    /// `run` or `daemon`.
+    pub(crate) mode: String,
+    /// In words: "killed by signal 9 (SIGKILL)", "exit code 3", "hung: …".
+    pub(crate) cause: String,
+    /// Whether it was asked to end: clean exits are never announced.
+    pub(crate) clean: bool,
+    /// Its exit code, if it exited.
+    pub(crate) code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub(crate) signal: Option<i32>,
+    /// Whether its supervisor ended it for not sending heartbeats.
+    pub(crate) hang: bool,
+    /// How long it had run, when known.
+    pub(crate) lifetime_ms: Option<u64>,
 }
 
-/// What `begin_run` learned about the run before.
+/// A recorded exit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunStart {
-    /// This run's row.
-    pub run_id: i64,
+pub(crate) struct Exit {
+    /// Its row.
+    pub(crate) id: i64,
+    /// When it ended.
+    pub(crate) at_ms: u64,
+    /// In words.
+    pub(crate) cause: String,
+    /// Its exit code, if it exited.
+    pub(crate) code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub(crate) signal: Option<i32>,
+    /// Whether its supervisor ended it for not sending heartbeats.
+    pub(crate) hang: bool,
+    /// From its end to the next bot's hello, once known.
+    pub(crate) downtime_ms: Option<u64>,
+}
+
+fn exit(r: &Row) -> rusqlite::Result<Exit> {
+    Ok(Exit {
+        id: r.get("id")?,
+        at_ms: ms(r.get("at_ms")?),
+        cause: r.get("cause")?,
+        code: r.get("code")?,
+        signal: r.get("signal")?,
+        hang: r.get("hang")?,
+        downtime_ms: r.get::<_, Option<i64>>("downtime_ms")?.map(ms),
+    })
 }
 
 impl Store {
-    /// Records an exit (from the daemon's supervisor, or systemd's ExecStopPost).
-    pub fn record_exit(
-        &mut self,
-        at_ms: i64,
-        mode: &str,
-        cause: &str,
-        clean: bool,
-    ) -> Result<(), StoreError> {
+    /// Records an exit; returns its row.
+    pub(crate) fn record_exit(&mut self, e: &NewExit) -> Result<i64, StoreError> {
         self.run(|c| {
             c.execute(
-                "INSERT INTO exits(at_ms, mode, cause, clean, announced) VALUES(?1, ?2, ?3, ?4, ?4)",
-                params![at_ms, mode, cause, clean],
+                "INSERT INTO exits(at_ms, mode, cause, clean, announced, code, signal, hang, lifetime_ms)
+                 VALUES(?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    sql_ms(e.at_ms),
+                    e.mode,
+                    e.cause,
+                    e.clean,
+                    e.code,
+                    e.signal,
+                    e.hang,
+                    e.lifetime_ms.map(sql_ms)
+                ],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// The bot is back: how long it was down after exit `id`.
+    pub(crate) fn set_downtime(&mut self, id: i64, downtime_ms: u64) -> Result<(), StoreError> {
+        self.run(|c| {
+            c.execute(
+                "UPDATE exits SET downtime_ms = ?2 WHERE id = ?1",
+                params![id, sql_ms(downtime_ms)],
             )
             .map(|_| ())
         })
     }
 
-    /// A run starts. If the previous run never ended cleanly and nobody
-    /// recorded why, an exit of unknown cause is recorded for it.
-    pub fn begin_run(&mut self, pid: u32, mode: &str, now_ms: i64) -> Result<RunStart, StoreError> {
+    /// A run starts; returns its row. If the previous run never ended cleanly
+    /// and nobody recorded why, an exit of unknown cause is recorded for it.
+    pub(crate) fn begin_run(
+        &mut self,
+        pid: u32,
+        mode: &str,
+        now_ms: u64,
+    ) -> Result<i64, StoreError> {
         self.run(|c| {
             let tx = c.transaction()?;
             let prev: Option<(i64, Option<i64>, i64)> = tx
@@ -55,46 +112,45 @@ impl Store {
                 if explained == 0 {
                     tx.execute(
                         "INSERT INTO exits(at_ms, mode, cause, clean, announced) VALUES(?1, ?2, ?3, 0, 0)",
-                        params![now_ms, mode, format!("the previous bot (pid {pid}) stopped without a clean shutdown; its cause was not recorded")],
+                        params![sql_ms(now_ms), mode, format!("the previous bot (pid {pid}) stopped without a clean shutdown; its cause was not recorded")],
                     )?;
                 }
             }
-            tx.execute("INSERT INTO runs(pid, mode, started_ms) VALUES(?1, ?2, ?3)", params![pid, mode, now_ms])?;
+            tx.execute("INSERT INTO runs(pid, mode, started_ms) VALUES(?1, ?2, ?3)", params![pid, mode, sql_ms(now_ms)])?;
             let run_id = tx.last_insert_rowid();
             tx.commit()?;
-            Ok(RunStart { run_id })
+            Ok(run_id)
         })
     }
 
     /// A run ends; `clean` when by request.
-    pub fn end_run(&mut self, run_id: i64, clean: bool, now_ms: i64) -> Result<(), StoreError> {
+    pub(crate) fn end_run(
+        &mut self,
+        run_id: i64,
+        clean: bool,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         self.run(|c| {
             c.execute(
                 "UPDATE runs SET ended_ms = ?2, clean = ?3 WHERE id = ?1",
-                params![run_id, now_ms, clean],
+                params![run_id, sql_ms(now_ms), clean],
             )
             .map(|_| ())
         })
     }
 
     /// Unclean exits not yet reported in Slack, oldest first.
-    pub fn unannounced_exits(&mut self) -> Result<Vec<Exit>, StoreError> {
+    pub(crate) fn unannounced_exits(&mut self) -> Result<Vec<Exit>, StoreError> {
         self.run(|c| {
-            let mut stmt = c.prepare("SELECT id, at_ms, mode, cause FROM exits WHERE clean = 0 AND announced = 0 ORDER BY id")?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Exit {
-                    id: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    mode: r.get(2)?,
-                    cause: r.get(3)?,
-                })
-            })?;
+            let mut stmt =
+                c.prepare("SELECT * FROM exits WHERE clean = 0 AND announced = 0 ORDER BY id")?;
+            let rows = stmt.query_map([], exit)?;
             rows.collect()
         })
     }
 
     /// Marks exits up to `last_id` as reported.
-    pub fn mark_announced(&mut self, last_id: i64) -> Result<(), StoreError> {
+    pub(crate) fn mark_announced(&mut self, last_id: i64) -> Result<(), StoreError> {
         self.run(|c| {
             c.execute("UPDATE exits SET announced = 1 WHERE id <= ?1", [last_id])
                 .map(|_| ())
@@ -102,30 +158,23 @@ impl Store {
     }
 
     /// Unclean exits since `since_ms`.
-    pub fn unclean_exits_since(&mut self, since_ms: i64) -> Result<i64, StoreError> {
+    pub(crate) fn unclean_exits_since(&mut self, since_ms: u64) -> Result<u64, StoreError> {
         self.run(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM exits WHERE clean = 0 AND at_ms >= ?1",
-                [since_ms],
+                [sql_ms(since_ms)],
                 |r| r.get(0),
             )
         })
     }
 
     /// The most recent unclean exit.
-    pub fn last_unclean_exit(&mut self) -> Result<Option<Exit>, StoreError> {
+    pub(crate) fn last_unclean_exit(&mut self) -> Result<Option<Exit>, StoreError> {
         self.run(|c| {
             c.query_row(
-                "SELECT id, at_ms, mode, cause FROM exits WHERE clean = 0 ORDER BY id DESC LIMIT 1",
+                "SELECT * FROM exits WHERE clean = 0 ORDER BY id DESC LIMIT 1",
                 [],
-                |r| {
-                    Ok(Exit {
-                        id: r.get(0)?,
-                        at_ms: r.get(1)?,
-                        mode: r.get(2)?,
-                        cause: r.get(3)?,
-                    })
-                },
+                exit,
             )
             .optional()
         })
@@ -134,13 +183,14 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::store::tests::temp_store;
 
     #[test]
     fn an_unexplained_end_is_recorded_once() {
         let (_d, mut s) = temp_store();
         let r1 = s.begin_run(10, "run", 1000).unwrap();
-        s.end_run(r1.run_id, true, 2000).unwrap();
+        s.end_run(r1, true, 2000).unwrap();
         s.begin_run(11, "run", 3000).unwrap();
         assert!(
             s.unannounced_exits().unwrap().is_empty(),
@@ -156,21 +206,41 @@ mod tests {
     }
 
     #[test]
-    fn a_recorded_cause_wins() {
+    fn a_recorded_cause_wins_and_keeps_its_details() {
         let (_d, mut s) = temp_store();
         s.begin_run(11, "run", 1000).unwrap();
-        s.record_exit(2000, "run", "killed by signal KILL", false)
+        let id = s
+            .record_exit(&NewExit {
+                at_ms: 2000,
+                mode: "run".into(),
+                cause: "killed by signal KILL".into(),
+                signal: Some(9),
+                lifetime_ms: Some(1000),
+                ..NewExit::default()
+            })
             .unwrap();
+        s.set_downtime(id, 7).unwrap();
         s.begin_run(12, "run", 3000).unwrap();
         let e = s.unannounced_exits().unwrap();
         assert_eq!(e.len(), 1);
-        assert_eq!(e[0].cause, "killed by signal KILL");
+        assert_eq!(
+            (e[0].cause.as_str(), e[0].signal, e[0].downtime_ms),
+            ("killed by signal KILL", Some(9), Some(7))
+        );
         assert_eq!(s.unclean_exits_since(0).unwrap(), 1);
-        s.record_exit(4000, "run", "stopped", true).unwrap();
+        s.record_exit(&NewExit {
+            at_ms: 4000,
+            mode: "run".into(),
+            cause: "stopped".into(),
+            clean: true,
+            ..NewExit::default()
+        })
+        .unwrap();
         assert_eq!(
             s.unclean_exits_since(0).unwrap(),
             1,
             "clean exits do not count"
         );
+        assert_eq!(s.last_unclean_exit().unwrap().unwrap().id, id);
     }
 }

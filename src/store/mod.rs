@@ -5,10 +5,17 @@
 //! older file in place, a file from a newer slackbotd is refused, and a file
 //! that is not a database (or fails its integrity check) is reported with its
 //! path and never silently replaced.
+//!
+//! Times are milliseconds since the epoch (`clock::now_ms`), stored as
+//! SQLite integers. The bot reaches the store through [`SharedStore`], a
+//! thread of its own, so no query ever runs on the event loop.
 
-pub mod dedup;
-pub mod history;
-pub mod outbox;
+pub(crate) mod dedup;
+pub(crate) mod history;
+pub(crate) mod outbox;
+mod shared;
+
+pub(crate) use shared::SharedStore;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -19,14 +26,14 @@ use rusqlite::{Connection, OpenFlags};
 use crate::exit::{ExitCode, HasExitCode};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// The database file's name inside `state_dir`.
-pub const FILE_NAME: &str = "slackbotd.sqlite";
+pub(crate) const FILE_NAME: &str = "slackbotd.sqlite";
 
 /// A state-store problem, always naming the file.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// The directory or file could not be created or opened.
     #[error("cannot open the state store {}: {detail}", .path.display())]
     Open { path: PathBuf, detail: String },
@@ -62,7 +69,7 @@ impl HasExitCode for StoreError {
 
 /// How hard commits are pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
+pub(crate) enum Durability {
     /// fsync on every commit: what `notify` promises its caller.
     Full,
     /// Safe against a crash of the process; the bot's bookkeeping.
@@ -71,26 +78,26 @@ pub enum Durability {
 
 /// An open state store.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     conn: Connection,
     path: PathBuf,
 }
 
 impl Store {
     /// The database path for a state directory.
-    pub fn path_in(state_dir: &Path) -> PathBuf {
+    pub(crate) fn path_in(state_dir: &Path) -> PathBuf {
         state_dir.join(FILE_NAME)
     }
 
     /// Opens the store only if it exists (for `status`, which creates nothing).
-    pub fn open_existing(state_dir: &Path) -> Option<Result<Store, StoreError>> {
+    pub(crate) fn open_existing(state_dir: &Path) -> Option<Result<Store, StoreError>> {
         Store::path_in(state_dir)
             .exists()
             .then(|| Store::open(state_dir, Durability::Normal))
     }
 
     /// Opens (creating if needed) and migrates the store in `state_dir`.
-    pub fn open(state_dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+    pub(crate) fn open(state_dir: &Path, durability: Durability) -> Result<Store, StoreError> {
         let path = Store::path_in(state_dir);
         let open_err = |detail: String| StoreError::Open {
             path: path.clone(),
@@ -115,7 +122,7 @@ impl Store {
         store
             .conn
             .busy_timeout(Duration::from_secs(10))
-            .map_err(|e| store.sql(e))?;
+            .map_err(|e| store.err(e))?;
         store.setup(durability)?;
         Ok(store)
     }
@@ -124,7 +131,7 @@ impl Store {
         let mode: String = self
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.err(e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(
                 "the state store {} does not support WAL (journal mode {mode})",
@@ -139,11 +146,11 @@ impl Store {
             .execute_batch(&format!(
                 "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
             ))
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.err(e))?;
         let version: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.err(e))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: self.path.clone(),
@@ -154,7 +161,7 @@ impl Store {
             let ok: String = self
                 .conn
                 .query_row("PRAGMA quick_check", [], |r| r.get(0))
-                .map_err(|e| self.classify(e))?;
+                .map_err(|e| self.err(e))?;
             if ok != "ok" {
                 return Err(StoreError::Corrupt {
                     path: self.path.clone(),
@@ -162,18 +169,26 @@ impl Store {
                 });
             }
         }
-        self.migrate(version)
+        if version < SCHEMA_VERSION {
+            self.migrate()?;
+        }
+        Ok(())
     }
 
-    /// Brings the schema from `from` up to [`SCHEMA_VERSION`], one step per version.
-    fn migrate(&mut self, from: i64) -> Result<(), StoreError> {
-        if from == SCHEMA_VERSION {
-            return Ok(());
-        }
+    /// Brings the schema up to [`SCHEMA_VERSION`], one step per version,
+    /// under the write lock: of two processes opening a new file at once
+    /// (the bot and `notify`), the second finds the work done.
+    fn migrate(&mut self) -> Result<(), StoreError> {
         let tx = self
             .conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| classify(&self.path, e))?;
+        let from: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| classify(&self.path, e))?;
+        if from >= SCHEMA_VERSION {
+            return Ok(());
+        }
         if from < 1 {
             tx.execute_batch(
                 "CREATE TABLE IF NOT EXISTS outbox (
@@ -220,22 +235,24 @@ impl Store {
             )
             .map_err(|e| classify(&self.path, e))?;
         }
+        if from < 2 {
+            // The restart history moved here from the supervisor's JSON record.
+            tx.execute_batch(
+                "ALTER TABLE exits ADD COLUMN code INTEGER;
+                 ALTER TABLE exits ADD COLUMN signal INTEGER;
+                 ALTER TABLE exits ADD COLUMN hang INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE exits ADD COLUMN lifetime_ms INTEGER;
+                 ALTER TABLE exits ADD COLUMN downtime_ms INTEGER;",
+            )
+            .map_err(|e| classify(&self.path, e))?;
+        }
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
             .map_err(|e| classify(&self.path, e))?;
         tx.commit().map_err(|e| classify(&self.path, e))
     }
 
-    fn sql(&self, e: rusqlite::Error) -> StoreError {
+    fn err(&self, e: rusqlite::Error) -> StoreError {
         classify(&self.path, e)
-    }
-
-    fn classify(&self, e: rusqlite::Error) -> StoreError {
-        classify(&self.path, e)
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `f` and sorts its error.
@@ -247,7 +264,7 @@ impl Store {
     }
 
     /// A value from the `meta` table.
-    pub fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
         use rusqlite::OptionalExtension;
         self.run(|c| {
             c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -256,7 +273,7 @@ impl Store {
     }
 
     /// Sets a value in the `meta` table.
-    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+    pub(crate) fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.run(|c| {
             c.execute(
                 "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -314,16 +331,21 @@ fn give_to_directory_owner(dir: &Path, file: &Path) {
     }
 }
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    crate::clock::now_ms() as i64
+/// A time in milliseconds as SQLite stores it.
+pub(crate) fn sql_ms(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A time read back from SQLite (never negative).
+pub(crate) fn ms(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    pub fn temp_store() -> (tempfile::TempDir, Store) {
+    pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), Durability::Normal).unwrap();
         (dir, s)
@@ -338,6 +360,20 @@ pub(crate) mod tests {
         assert_eq!(v, SCHEMA_VERSION);
         drop(s);
         Store::open(dir.path(), Durability::Full).unwrap();
+    }
+
+    #[test]
+    fn processes_opening_a_new_file_at_once_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let d = dir.path().to_path_buf();
+                std::thread::spawn(move || Store::open(&d, Durability::Normal).map(|_| ()))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().expect("every opener succeeds");
+        }
     }
 
     #[test]

@@ -8,42 +8,47 @@
 
 use rusqlite::{params, OptionalExtension, Row};
 
-use super::{Store, StoreError};
+use super::{ms, sql_ms, Store, StoreError};
 
 /// A message to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewMessage {
+pub(crate) struct NewMessage {
     /// Channel ID (or name).
-    pub channel: String,
+    pub(crate) channel: String,
     /// Post in this thread.
-    pub thread_ts: Option<String>,
+    pub(crate) thread_ts: Option<String>,
     /// The text.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// A queued message as the deliverer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    pub id: i64,
-    pub key: String,
-    pub channel: String,
-    pub thread_ts: Option<String>,
-    pub text: String,
-    pub attempts: i64,
-    pub created_ms: i64,
-    /// Set when a previous attempt may have reached Slack.
-    pub sending_since_ms: Option<i64>,
+pub(crate) struct Pending {
+    /// Its row, to mark it sent or failed.
+    pub(crate) id: i64,
+    /// The idempotency key it carries in its metadata.
+    pub(crate) key: String,
+    /// Channel ID (or name).
+    pub(crate) channel: String,
+    /// The thread it goes in, if any.
+    pub(crate) thread_ts: Option<String>,
+    /// The text.
+    pub(crate) text: String,
+    /// Attempts so far, for the retry delay.
+    pub(crate) attempts: u32,
+    /// Set when a previous attempt may have reached Slack: look it up first.
+    pub(crate) sending_since_ms: Option<u64>,
 }
 
 /// Depth and age of the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct QueueStats {
+pub(crate) struct QueueStats {
     /// Messages waiting (queued or being sent).
-    pub depth: i64,
+    pub(crate) depth: u64,
     /// When the oldest waiting message was accepted.
-    pub oldest_ms: Option<i64>,
+    pub(crate) oldest_ms: Option<u64>,
     /// Messages given up on.
-    pub failed: i64,
+    pub(crate) failed: u64,
 }
 
 fn pending(r: &Row) -> rusqlite::Result<Pending> {
@@ -54,13 +59,12 @@ fn pending(r: &Row) -> rusqlite::Result<Pending> {
         thread_ts: r.get("thread_ts")?,
         text: r.get("text")?,
         attempts: r.get("attempts")?,
-        created_ms: r.get("created_ms")?,
-        sending_since_ms: r.get("sending_since_ms")?,
+        sending_since_ms: r.get::<_, Option<i64>>("sending_since_ms")?.map(ms),
     })
 }
 
 /// A fresh idempotency key.
-pub fn new_key() -> String {
+pub(crate) fn new_key() -> String {
     let a: u64 = rand::random();
     let b: u64 = rand::random();
     format!("sbd-{a:016x}{b:016x}")
@@ -68,7 +72,11 @@ pub fn new_key() -> String {
 
 impl Store {
     /// Queues messages in one transaction (all or none), in order.
-    pub fn enqueue(&mut self, msgs: &[NewMessage], now_ms: i64) -> Result<Vec<i64>, StoreError> {
+    pub(crate) fn enqueue(
+        &mut self,
+        msgs: &[NewMessage],
+        now_ms: u64,
+    ) -> Result<Vec<i64>, StoreError> {
         self.run(|c| {
             let tx = c.transaction()?;
             let mut ids = Vec::with_capacity(msgs.len());
@@ -77,7 +85,7 @@ impl Store {
                     "INSERT INTO outbox(key, channel, thread_ts, text, created_ms, next_attempt_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?5)",
                 )?;
                 for m in msgs {
-                    stmt.execute(params![new_key(), m.channel, m.thread_ts, m.text, now_ms])?;
+                    stmt.execute(params![new_key(), m.channel, m.thread_ts, m.text, sql_ms(now_ms)])?;
                     ids.push(tx.last_insert_rowid());
                 }
             }
@@ -87,49 +95,49 @@ impl Store {
     }
 
     /// The oldest waiting message of each channel, if it is due by `now_ms`.
-    pub fn due_heads(&mut self, now_ms: i64) -> Result<Vec<Pending>, StoreError> {
+    pub(crate) fn due_heads(&mut self, now_ms: u64) -> Result<Vec<Pending>, StoreError> {
         self.run(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT o.* FROM outbox o
                  JOIN (SELECT MIN(id) AS id FROM outbox WHERE state IN ('queued', 'sending') GROUP BY channel) h ON o.id = h.id
                  WHERE o.next_attempt_ms <= ?1 ORDER BY o.id",
             )?;
-            let rows = stmt.query_map([now_ms], pending)?;
+            let rows = stmt.query_map([sql_ms(now_ms)], pending)?;
             rows.collect()
         })
     }
 
     /// When the next waiting message becomes due, if any waits.
-    pub fn next_due_ms(&mut self) -> Result<Option<i64>, StoreError> {
+    pub(crate) fn next_due_ms(&mut self) -> Result<Option<u64>, StoreError> {
         self.run(|c| {
             c.query_row(
                 "SELECT MIN(next_attempt_ms) FROM outbox WHERE state IN ('queued', 'sending')",
                 [],
-                |r| r.get(0),
+                |r| r.get::<_, Option<i64>>(0),
             )
             .optional()
-            .map(Option::flatten)
+            .map(|v| v.flatten().map(ms))
         })
     }
 
     /// An attempt starts: from now on the message may reach Slack.
-    pub fn mark_sending(&mut self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+    pub(crate) fn mark_sending(&mut self, id: i64, now_ms: u64) -> Result<(), StoreError> {
         self.run(|c| {
             c.execute(
                 "UPDATE outbox SET state = 'sending', attempts = attempts + 1,
                  sending_since_ms = COALESCE(sending_since_ms, ?2) WHERE id = ?1",
-                params![id, now_ms],
+                params![id, sql_ms(now_ms)],
             )
             .map(|_| ())
         })
     }
 
     /// Delivered.
-    pub fn mark_sent(&mut self, id: i64, ts: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub(crate) fn mark_sent(&mut self, id: i64, ts: &str, now_ms: u64) -> Result<(), StoreError> {
         self.run(|c| {
             c.execute(
                 "UPDATE outbox SET state = 'sent', sent_ts = ?2, done_ms = ?3, last_error = NULL WHERE id = ?1",
-                params![id, ts, now_ms],
+                params![id, ts, sql_ms(now_ms)],
             )
             .map(|_| ())
         })
@@ -137,10 +145,10 @@ impl Store {
 
     /// Try again at `at_ms`. `reached_slack` false means the attempt surely
     /// did not post (Slack refused it), so no check is needed next time.
-    pub fn reschedule(
+    pub(crate) fn reschedule(
         &mut self,
         id: i64,
-        at_ms: i64,
+        at_ms: u64,
         error: &str,
         reached_slack: bool,
     ) -> Result<(), StoreError> {
@@ -148,25 +156,30 @@ impl Store {
             c.execute(
                 "UPDATE outbox SET state = 'queued', next_attempt_ms = ?2, last_error = ?3,
                  sending_since_ms = CASE WHEN ?4 THEN sending_since_ms ELSE NULL END WHERE id = ?1",
-                params![id, at_ms, error, reached_slack],
+                params![id, sql_ms(at_ms), error, reached_slack],
             )
             .map(|_| ())
         })
     }
 
     /// Given up for good.
-    pub fn mark_failed(&mut self, id: i64, error: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub(crate) fn mark_failed(
+        &mut self,
+        id: i64,
+        error: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         self.run(|c| {
             c.execute(
                 "UPDATE outbox SET state = 'failed', last_error = ?2, done_ms = ?3 WHERE id = ?1",
-                params![id, error, now_ms],
+                params![id, error, sql_ms(now_ms)],
             )
             .map(|_| ())
         })
     }
 
     /// How much waits, and since when.
-    pub fn queue_stats(&mut self) -> Result<QueueStats, StoreError> {
+    pub(crate) fn queue_stats(&mut self) -> Result<QueueStats, StoreError> {
         self.run(|c| {
             c.query_row(
                 "SELECT
@@ -177,7 +190,7 @@ impl Store {
                 |r| {
                     Ok(QueueStats {
                         depth: r.get(0)?,
-                        oldest_ms: r.get(1)?,
+                        oldest_ms: r.get::<_, Option<i64>>(1)?.map(ms),
                         failed: r.get(2)?,
                     })
                 },
@@ -186,11 +199,11 @@ impl Store {
     }
 
     /// Drops delivered and failed messages finished before `before_ms`.
-    pub fn prune_outbox(&mut self, before_ms: i64) -> Result<usize, StoreError> {
+    pub(crate) fn prune_outbox(&mut self, before_ms: u64) -> Result<usize, StoreError> {
         self.run(|c| {
             c.execute(
                 "DELETE FROM outbox WHERE state IN ('sent', 'failed') AND done_ms < ?1",
-                [before_ms],
+                [sql_ms(before_ms)],
             )
         })
     }

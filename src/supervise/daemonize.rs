@@ -15,7 +15,7 @@ use nix::unistd::{fork, ForkResult};
 
 /// What the original parent hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
+pub(crate) enum Readiness {
     /// The daemon holds the lock and its worker said hello.
     Ready { pid: u32 },
     /// The daemon gave up, with an exit code and a reason.
@@ -28,31 +28,26 @@ pub enum Readiness {
 
 /// The parent's end of the readiness pipe.
 #[derive(Debug)]
-pub struct ReadyReader(std::fs::File);
+pub(crate) struct ReadyReader(std::fs::File);
 
 /// The daemon's end of the readiness pipe.
 #[derive(Debug)]
-pub struct ReadyWriter(std::fs::File);
+pub(crate) struct ReadyWriter(std::fs::File);
 
 impl ReadyWriter {
     /// Tells the parent the daemon started (its pid) but is not ready yet.
-    pub fn started(&mut self, pid: u32) {
+    pub(crate) fn started(&mut self, pid: u32) {
         let _ = writeln!(self.0, "STARTED {pid}");
     }
 
     /// Tells the parent all is well, and closes the pipe.
-    pub fn ready(mut self, pid: u32) {
+    pub(crate) fn ready(mut self, pid: u32) {
         let _ = writeln!(self.0, "READY {pid}");
     }
 
     /// Tells the parent why the daemon gives up, and closes the pipe.
-    pub fn failed(mut self, code: u8, message: &str) {
+    pub(crate) fn failed(mut self, code: u8, message: &str) {
         let _ = writeln!(self.0, "FAIL {code} {}", message.replace('\n', " "));
-    }
-
-    /// The descriptor, to keep it open across the descriptor clean-up.
-    pub fn raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
     }
 }
 
@@ -86,7 +81,7 @@ fn started_pid(text: &str) -> Option<u32> {
 
 impl ReadyReader {
     /// Waits up to `timeout` for the daemon's verdict.
-    pub fn wait(mut self, timeout: Duration) -> Readiness {
+    pub(crate) fn wait(mut self, timeout: Duration) -> Readiness {
         let deadline = Instant::now() + timeout;
         let fd = self.0.as_raw_fd();
         let mut text = String::new();
@@ -129,7 +124,7 @@ impl ReadyReader {
 
 /// Which side of the fork this is.
 #[derive(Debug)]
-pub enum Forked {
+pub(crate) enum Forked {
     /// The original process: wait on the reader, then exit.
     Parent(ReadyReader),
     /// The daemon: detached, in `/`, stdio on /dev/null, no inherited descriptors.
@@ -141,7 +136,7 @@ pub enum Forked {
 /// # Safety
 /// Must be called while the process has a single thread (before any runtime
 /// or logging thread starts): after `fork` only the calling thread exists.
-pub unsafe fn daemonize() -> std::io::Result<Forked> {
+pub(crate) unsafe fn daemonize() -> std::io::Result<Forked> {
     let (r, w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     match unsafe { fork() }? {
         ForkResult::Parent { child } => {

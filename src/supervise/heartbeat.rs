@@ -1,79 +1,128 @@
-//! The heartbeat file: a small JSON record the running bot rewrites every
-//! second (atomically: write a temporary file, then rename), so the daemon's
-//! supervisor, `status` and `ensure` can all judge its health cheaply and
-//! without talking to it. A bot that is stopped or hung stops rewriting it.
+//! The heartbeat file and the one rule that judges it.
+//!
+//! The running bot rewrites a small JSON record every second (atomically, see
+//! `files`), so the supervisor, `status` and `ensure` can all judge its health
+//! cheaply and without talking to it. A bot that is stopped or hung stops
+//! rewriting it; a bot that is deaf keeps rewriting it with an old frame time.
+//! [`hang_reason`] is the only place that turns a heartbeat into a verdict.
 
-use std::io::Write;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// A bot that has not connected this long after its start is stuck, even
+/// with a short heartbeat timeout: connecting may take several retries.
+pub(crate) const STARTUP_GRACE: Duration = Duration::from_secs(30);
+
 /// One heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Heartbeat {
-    /// The bot process (the worker, in daemon mode).
-    pub pid: u32,
-    /// `run` or `daemon`.
-    pub mode: String,
-    /// When the bot process started (ms since the epoch).
-    pub started_ms: u64,
-    /// When this record was written (ms since the epoch).
-    pub written_ms: u64,
-    /// When any connection last received a frame from Slack (ms since the epoch).
-    pub last_frame_ms: Option<u64>,
-    /// When the last envelope arrived (ms since the epoch).
-    pub last_event_ms: Option<u64>,
-    /// Live connections.
-    pub connections: usize,
-    /// Connections heard from within the heartbeat timeout.
-    pub fresh: usize,
-    /// The heartbeat timeout in force (ms).
-    pub heartbeat_timeout_ms: u64,
+pub(crate) struct Heartbeat {
+    /// The bot process (the worker, under a supervisor), to tell its record
+    /// from a predecessor's.
+    pub(crate) pid: u32,
+    /// `run` or `daemon`, for `status`.
+    pub(crate) mode: String,
+    /// When the bot process started (ms since the epoch), for uptime.
+    pub(crate) started_ms: u64,
+    /// When this record was written (ms since the epoch): a frozen bot stops
+    /// rewriting it.
+    pub(crate) written_ms: u64,
+    /// When any connection last received a frame from Slack (ms since the
+    /// epoch): a deaf bot's stops moving.
+    pub(crate) last_frame_ms: Option<u64>,
+    /// When the last envelope arrived (ms since the epoch), for `status`.
+    pub(crate) last_event_ms: Option<u64>,
+    /// Live connections, for `status`.
+    pub(crate) connections: usize,
+    /// Connections heard from within the heartbeat timeout, for `status`.
+    pub(crate) fresh: usize,
+    /// The heartbeat timeout in force (ms), so readers judge by the bot's own.
+    pub(crate) heartbeat_timeout_ms: u64,
 }
 
-pub use crate::clock::now_ms;
+/// Why a bot counts as hung or deaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hang {
+    /// Its heartbeat was last written this long ago: frozen or hung.
+    Silent(Duration),
+    /// It writes its heartbeat, but heard no frame from Slack for this long.
+    Deaf(Duration),
+    /// It never connected, this long after it started.
+    NeverConnected(Duration),
+    /// It never wrote a heartbeat, this long after it started.
+    NoHeartbeat(Duration),
+}
 
-/// Wall-clock milliseconds of something that happened `age` ago.
-pub fn ms_ago(age: Duration) -> u64 {
-    now_ms().saturating_sub(age.as_millis() as u64)
+impl fmt::Display for Hang {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = |d: &Duration| format!("{:.0}s", d.as_secs_f64());
+        match self {
+            Hang::Silent(d) => write!(f, "its heartbeat was last written {} ago", s(d)),
+            Hang::Deaf(d) => write!(f, "no frame from Slack for {}", s(d)),
+            Hang::NeverConnected(d) => write!(f, "not connected to Slack after {}", s(d)),
+            Hang::NoHeartbeat(d) => write!(f, "no heartbeat after {}", s(d)),
+        }
+    }
+}
+
+/// The hang rule. `hb` is the bot's latest heartbeat (already matched to the
+/// bot's pid), `since_ms` when that bot started, `timeout` how long a silence
+/// may last. A bot that is still connecting gets [`STARTUP_GRACE`] at least.
+pub(crate) fn hang_reason(
+    hb: Option<&Heartbeat>,
+    since_ms: u64,
+    now_ms: u64,
+    timeout: Duration,
+) -> Option<Hang> {
+    let age = |t: u64| Duration::from_millis(now_ms.saturating_sub(t));
+    let running = age(since_ms);
+    let Some(h) = hb else {
+        return (running > timeout).then_some(Hang::NoHeartbeat(running));
+    };
+    if age(h.written_ms) > timeout {
+        return Some(Hang::Silent(age(h.written_ms)));
+    }
+    match h.last_frame_ms {
+        Some(t) if age(t) > timeout => Some(Hang::Deaf(age(t))),
+        Some(_) => None,
+        None => {
+            let running = age(since_ms.max(h.started_ms));
+            (running > timeout.max(STARTUP_GRACE)).then_some(Hang::NeverConnected(running))
+        }
+    }
 }
 
 impl Heartbeat {
-    /// True when the bot heard from Slack, and wrote this, within its timeout.
-    pub fn is_fresh(&self, now_ms: u64) -> bool {
-        let limit = self.heartbeat_timeout_ms;
-        let written_recently = now_ms.saturating_sub(self.written_ms) <= limit;
-        let heard_recently = self
-            .last_frame_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) <= limit);
-        written_recently && heard_recently
+    /// Healthy by its own timeout: connected, heard from Slack, and written
+    /// recently.
+    pub(crate) fn is_fresh(&self, now_ms: u64) -> bool {
+        let timeout = Duration::from_millis(self.heartbeat_timeout_ms);
+        self.last_frame_ms.is_some()
+            && hang_reason(Some(self), self.started_ms, now_ms, timeout).is_none()
     }
 
     /// Age of the newest Slack frame, in seconds.
-    pub fn last_frame_age_s(&self, now_ms: u64) -> Option<f64> {
+    pub(crate) fn last_frame_age_s(&self, now_ms: u64) -> Option<f64> {
         self.last_frame_ms
             .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0)
     }
 }
 
 /// The heartbeat file that belongs to a pidfile: same directory, `.health`.
-pub fn path_for(pidfile: &Path) -> PathBuf {
+pub(crate) fn path_for(pidfile: &Path) -> PathBuf {
     pidfile.with_extension("health")
 }
 
 /// Writes `hb` to `path` atomically.
-pub fn write(path: &Path, hb: &Heartbeat) -> std::io::Result<()> {
-    let tmp = path.with_extension("health.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(hb).map_err(std::io::Error::other)?)?;
-    }
-    std::fs::rename(&tmp, path)
+pub(crate) fn write(path: &Path, hb: &Heartbeat) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(hb).map_err(std::io::Error::other)?;
+    crate::files::write_atomic(path, &bytes, 0o644)
 }
 
 /// Reads the heartbeat at `path`; `None` if there is none or it does not parse.
-pub fn read(path: &Path) -> Option<Heartbeat> {
+pub(crate) fn read(path: &Path) -> Option<Heartbeat> {
     let bytes = std::fs::read(path).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
@@ -82,23 +131,83 @@ pub fn read(path: &Path) -> Option<Heartbeat> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_and_freshness() {
-        let dir = std::env::temp_dir().join(format!("slackbotd-hb-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = path_for(&dir.join("x.pid"));
-        assert_eq!(p, dir.join("x.health"));
-        let now = now_ms();
-        let hb = Heartbeat {
+    const NOW: u64 = 1_000_000_000;
+
+    fn hb(written_ago: u64, frame_ago: Option<u64>) -> Heartbeat {
+        Heartbeat {
             pid: 1,
             mode: "run".into(),
-            started_ms: now - 10_000,
+            started_ms: NOW - 100_000,
+            written_ms: NOW - written_ago,
+            last_frame_ms: frame_ago.map(|a| NOW - a),
+            last_event_ms: None,
+            connections: 1,
+            fresh: 1,
+            heartbeat_timeout_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn the_hang_rule_row_by_row() {
+        let t = Duration::from_secs(1);
+        let since = NOW - 100_000;
+        let rows: &[(Option<Heartbeat>, u64, Option<Hang>)] = &[
+            // healthy: written and heard within the timeout
+            (Some(hb(100, Some(100))), since, None),
+            // deaf: written, but no frame for 2.5 s
+            (
+                Some(hb(100, Some(2500))),
+                since,
+                Some(Hang::Deaf(Duration::from_millis(2500))),
+            ),
+            // frozen: not written for 2.5 s
+            (
+                Some(hb(2500, Some(100))),
+                since,
+                Some(Hang::Silent(Duration::from_millis(2500))),
+            ),
+            // just started, no heartbeat yet
+            (None, NOW - 500, None),
+            // no heartbeat long after the start
+            (
+                None,
+                NOW - 3000,
+                Some(Hang::NoHeartbeat(Duration::from_millis(3000))),
+            ),
+            // never connected, within the startup grace
+            (Some(hb(100, None)), NOW - 20_000, None),
+        ];
+        for (h, since, want) in rows {
+            let mut h = h.clone();
+            if let Some(h) = h.as_mut() {
+                h.started_ms = *since;
+            }
+            assert_eq!(&hang_reason(h.as_ref(), *since, NOW, t), want, "{h:?}");
+        }
+        // never connected, past the grace
+        let mut h = hb(100, None);
+        h.started_ms = NOW - 40_000;
+        assert_eq!(
+            hang_reason(Some(&h), NOW - 40_000, NOW, t),
+            Some(Hang::NeverConnected(Duration::from_secs(40)))
+        );
+        assert_eq!(
+            Hang::Deaf(Duration::from_millis(2500)).to_string(),
+            "no frame from Slack for 2s"
+        );
+    }
+
+    #[test]
+    fn round_trip_and_freshness() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path_for(&dir.path().join("x.pid"));
+        assert_eq!(p, dir.path().join("x.health"));
+        let now = crate::clock::now_ms();
+        let hb = Heartbeat {
             written_ms: now,
             last_frame_ms: Some(now - 500),
-            last_event_ms: None,
-            connections: 2,
-            fresh: 2,
-            heartbeat_timeout_ms: 1000,
+            started_ms: now - 10_000,
+            ..hb(0, None)
         };
         write(&p, &hb).unwrap();
         let back = read(&p).unwrap();
@@ -107,6 +216,5 @@ mod tests {
         assert!(!back.is_fresh(now + 2000));
         std::fs::write(&p, "garbage").unwrap();
         assert!(read(&p).is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

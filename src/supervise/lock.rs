@@ -1,5 +1,6 @@
 //! The single-instance lock: one `flock` on the pidfile, held for the whole
-//! life of `run` and `daemon` alike.
+//! life of `run` and `daemon` alike. `ensure` keeps its runs from piling up
+//! with the same kind of lock on a file of its own.
 //!
 //! Liveness is decided by the lock, never by `kill -0` on a pid read from a
 //! file: a pid can be reused, a lock dies with its holder. The pid written
@@ -9,12 +10,13 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::exit::{ExitCode, HasExitCode};
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub(crate) enum LockError {
     /// Another slackbotd holds it.
     #[error("slackbotd is already running{} (it holds the lock on {})", .pid.map(|p| format!(" with pid {p}")).unwrap_or_default(), .path.display())]
     Held { path: PathBuf, pid: Option<u32> },
@@ -43,7 +45,7 @@ impl HasExitCode for LockError {
 
 /// The held lock. Dropping it (or dying) releases it.
 #[derive(Debug)]
-pub struct PidLock {
+pub(crate) struct PidLock {
     file: File,
     path: PathBuf,
 }
@@ -65,9 +67,28 @@ fn read_pid(file: &mut File) -> Option<u32> {
     s.trim().parse().ok()
 }
 
+/// `status` and `stop` take a shared lock for an instant to look: waiting
+/// this long tells that apart from a real holder.
+const PROBE_WAIT: Duration = Duration::from_millis(100);
+
 impl PidLock {
     /// Takes the lock and writes our pid, or says who holds it.
-    pub fn acquire(path: &Path) -> Result<PidLock, LockError> {
+    pub(crate) fn acquire(path: &Path) -> Result<PidLock, LockError> {
+        match PidLock::acquire_within(path, PROBE_WAIT)? {
+            Ok(lock) => Ok(lock),
+            Err(pid) => Err(LockError::Held {
+                path: path.to_path_buf(),
+                pid,
+            }),
+        }
+    }
+
+    /// Takes the lock, waiting up to `wait` for a holder to let go; the
+    /// holder's pid (as its file says) when it does not.
+    pub(crate) fn acquire_within(
+        path: &Path,
+        wait: Duration,
+    ) -> Result<Result<PidLock, Option<u32>>, LockError> {
         let err = |source| LockError::Open {
             path: path.to_path_buf(),
             source,
@@ -82,22 +103,14 @@ impl PidLock {
             }
         }
         let mut file = open(path, true).map_err(err)?;
-        // `status` and `stop` take a shared lock for an instant to look:
-        // a few short retries tell that apart from a real holder.
-        let mut tries = 0;
+        let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {
                 Ok(()) => break,
-                Err(TryLockError::WouldBlock) if tries < 5 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(LockError::Held {
-                        path: path.to_path_buf(),
-                        pid: read_pid(&mut file),
-                    })
-                }
+                Err(TryLockError::WouldBlock) => return Ok(Err(read_pid(&mut file))),
                 Err(TryLockError::Error(e)) => return Err(err(e)),
             }
         }
@@ -106,11 +119,11 @@ impl PidLock {
             path: path.to_path_buf(),
         };
         lock.write_pid(std::process::id()).map_err(err)?;
-        Ok(lock)
+        Ok(Ok(lock))
     }
 
     /// Replaces the pid in the file (after a fork, the daemon's own).
-    pub fn write_pid(&mut self, pid: u32) -> std::io::Result<()> {
+    pub(crate) fn write_pid(&mut self, pid: u32) -> std::io::Result<()> {
         self.file.set_len(0)?;
         self.file.rewind()?;
         self.file.write_all(format!("{pid}\n").as_bytes())?;
@@ -119,32 +132,27 @@ impl PidLock {
 
     /// Empties the pidfile (still locked): the mark of a clean stop, so
     /// `status` can tell "stopped" from "died and left its pidfile".
-    pub fn clear(&mut self) -> std::io::Result<()> {
+    pub(crate) fn clear(&mut self) -> std::io::Result<()> {
         self.file.set_len(0)?;
         self.file.sync_data()
     }
 
     /// The pidfile's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The open file (the lock lives as long as this descriptor).
-    pub fn file(&self) -> &File {
-        &self.file
     }
 }
 
 /// The pid written in a pidfile nobody holds: a process that died without
 /// a clean stop. `None` when the file is absent or empty.
-pub fn stale_pid(path: &Path) -> Option<u32> {
+pub(crate) fn stale_pid(path: &Path) -> Option<u32> {
     let mut f = open(path, false).ok()?;
     read_pid(&mut f)
 }
 
 /// Who holds the lock now: `Some(pid)` (pid 0 if unreadable) when held,
 /// `None` when nobody does or there is no pidfile.
-pub fn holder(path: &Path) -> std::io::Result<Option<u32>> {
+pub(crate) fn holder(path: &Path) -> std::io::Result<Option<u32>> {
     let mut file = match open(path, false) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -1,9 +1,13 @@
 //! Process supervision: the single-instance lock on the pidfile, the
-//! heartbeat file that tells others whether the bot is healthy, the double
-//! fork, and the daemon's supervisor with its restart record.
+//! heartbeat file and the hang rule, the double fork, and the supervisor
+//! (its event loop in `supervisor`, its decisions in `policy`), with its
+//! record of the current state and the one TERM-then-KILL escalation.
 
-pub mod daemonize;
-pub mod heartbeat;
-pub mod lock;
-pub mod record;
-pub mod supervisor;
+pub(crate) mod daemonize;
+pub(crate) mod escalate;
+pub(crate) mod heartbeat;
+pub(crate) mod instance;
+pub(crate) mod lock;
+pub(crate) mod policy;
+pub(crate) mod record;
+pub(crate) mod supervisor;

@@ -1,81 +1,47 @@
-//! The supervisor's record: its own pid and start, the current worker, and
-//! every restart (when, why, how long the bot was down). Written atomically
-//! next to the pidfile, so `status` and the restart announcement can read it.
+//! The supervisor's record: who supervises, since when, which worker runs
+//! now, and how many restarts it made. Current state only, written atomically
+//! next to the pidfile for `status` and `ensure`; the history of exits, with
+//! their causes and downtimes, lives in the state store.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// How many past restarts are kept.
-pub const HISTORY: usize = 100;
-
-/// One worker ending and what followed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExitRecord {
-    /// When the worker ended (ms since the epoch).
-    pub at_ms: u64,
-    /// In words: "killed by signal 9 (SIGKILL)", "exit code 3", "hung: …".
-    pub cause: String,
-    /// Its exit code, if it exited.
-    pub code: Option<i32>,
-    /// The signal that ended it, if one did.
-    pub signal: Option<i32>,
-    /// Whether the supervisor killed it for not sending heartbeats.
-    pub hang: bool,
-    /// How long it had run (ms).
-    pub lifetime_ms: u64,
-    /// From its end to the next worker's hello (ms), once known.
-    pub downtime_ms: Option<u64>,
-}
-
-/// The whole record.
+/// The supervisor's current state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SupervisorRecord {
-    /// The supervisor (the lock holder).
-    pub pid: u32,
-    /// When it started (ms since the epoch).
-    pub started_ms: u64,
-    /// The current worker.
-    pub worker_pid: Option<u32>,
-    /// When the current worker started.
-    pub worker_started_ms: Option<u64>,
+pub(crate) struct SupervisorRecord {
+    /// The supervisor (the lock holder), to tell its record from a
+    /// predecessor's.
+    pub(crate) pid: u32,
+    /// `run` or `daemon`, for `status`.
+    #[serde(default = "daemon")]
+    pub(crate) mode: String,
+    /// When it started (ms since the epoch), for `status`.
+    pub(crate) started_ms: u64,
+    /// The current worker, which writes the heartbeat; none while restarting.
+    pub(crate) worker_pid: Option<u32>,
+    /// When the current worker started, so a hang is judged from there.
+    pub(crate) worker_started_ms: Option<u64>,
     /// Restarts since the supervisor started.
-    pub restarts: u64,
-    /// Past worker endings, oldest first, at most [`HISTORY`].
-    pub history: Vec<ExitRecord>,
+    pub(crate) restarts: u64,
 }
 
-impl SupervisorRecord {
-    /// The most recent worker ending.
-    pub fn last_exit(&self) -> Option<&ExitRecord> {
-        self.history.last()
-    }
-
-    /// Adds an ending, dropping the oldest beyond [`HISTORY`].
-    pub fn push(&mut self, e: ExitRecord) {
-        self.history.push(e);
-        if self.history.len() > HISTORY {
-            self.history.remove(0);
-        }
-    }
+fn daemon() -> String {
+    "daemon".to_string()
 }
 
 /// The record that belongs to a pidfile: same directory, `.supervisor`.
-pub fn path_for(pidfile: &Path) -> PathBuf {
+pub(crate) fn path_for(pidfile: &Path) -> PathBuf {
     pidfile.with_extension("supervisor")
 }
 
 /// Writes the record atomically.
-pub fn write(path: &Path, r: &SupervisorRecord) -> std::io::Result<()> {
-    let tmp = path.with_extension("supervisor.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(&tmp, path)
+pub(crate) fn write(path: &Path, r: &SupervisorRecord) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+    crate::files::write_atomic(path, &bytes, 0o644)
 }
 
 /// Reads the record, if there is a readable one.
-pub fn read(path: &Path) -> Option<SupervisorRecord> {
+pub(crate) fn read(path: &Path) -> Option<SupervisorRecord> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }

@@ -1,20 +1,21 @@
-//! The daemon's supervisor: a small, single-threaded process that holds the
-//! lock, runs the bot worker as a child (its own binary, re-executed), and
-//! restarts it after a crash, a non-zero exit or a hang.
+//! The supervisor: a small, single-threaded process that holds the lock, runs
+//! the bot worker as a child (its own binary, re-executed), and restarts it
+//! after a crash, a non-zero exit or a hang.
 //!
-//! Signals arrive through a signalfd and the worker's stderr through a pipe,
-//! both watched by one `poll`, so there are no handlers and no threads. A hang
-//! is a heartbeat older than `heartbeat_timeout`: the worker gets SIGTERM (and
-//! SIGCONT, in case it was stopped), then SIGKILL after `stop_timeout`. The
-//! first restart after a healthy run is immediate; the backoff doubles from
-//! `backoff_initial` to `backoff_max` only while the worker keeps dying young.
-//! Exit 78 (configuration or credentials) ends the loop.
+//! This file is the event loop. One `poll` watches a signalfd (no handlers,
+//! no threads), the worker's notification socket (it says `READY=1` the
+//! instant its first connection said hello, and `WATCHDOG=1` while healthy:
+//! the supervisor passes both on to systemd when systemd runs it), and, in
+//! daemon mode, the worker's stderr. What an end means and what follows is
+//! decided in `policy`; a hang by `heartbeat::hang_reason`; the stop by
+//! `escalate`.
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -22,60 +23,162 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
 use super::daemonize::ReadyWriter;
-use super::heartbeat::{self, Heartbeat};
+use super::escalate::Escalation;
+use super::heartbeat::{self, Hang};
 use super::lock::PidLock;
-use super::record::{self, ExitRecord, SupervisorRecord};
+use super::policy::{self, Next, WorkerEnd};
+use super::record::{self, SupervisorRecord};
+use crate::backoff::Backoff;
 use crate::clock::now_ms;
 use crate::config::{Config, SuperviseConfig};
-use crate::slack::backoff::Backoff;
+use crate::exit::ExitCode;
+use crate::store::history::NewExit;
+use crate::systemd::{self, Notifier, NOTIFY_FD_ENV};
 
-/// A worker that was ready for at least this long had a healthy run: the
-/// restart after it is immediate and the backoff starts over.
-pub const HEALTHY_RUN: Duration = Duration::from_secs(1);
+/// The descriptor number the worker finds its notification socket at.
+const WORKER_NOTIFY_FD: i32 = 3;
+/// Bytes of a worker's stderr kept while no newline comes.
+const STDERR_LINE_MAX: usize = 16 * 1024;
 
 /// What the supervisor needs to know.
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The configuration file, absolute.
-    pub config_path: PathBuf,
+    pub(crate) config_path: PathBuf,
     /// The configuration as loaded before the fork.
-    pub config: Config,
+    pub(crate) config: Config,
+    /// `run` or `daemon`: the worker's mode, for logs and `status`.
+    pub(crate) mode: &'static str,
     /// How long the starting command waits for the first hello: until then a
     /// failing first worker fails the start; after it, the worker is simply
     /// restarted like any other.
-    pub wait: Duration,
+    pub(crate) wait: Duration,
+    /// Whether the worker's stderr is read and logged by the supervisor
+    /// (daemon mode) or shared with it (run mode: the journal).
+    pub(crate) capture_stderr: bool,
 }
 
-/// How one worker's life ended.
-enum End {
-    /// It exited (or was killed); `hang` when we killed it for silence.
-    Exited {
-        status: ExitStatus,
-        lifetime: Duration,
-        ready_for: Option<Duration>,
-        hang: Option<String>,
-        last_words: String,
-    },
-    /// We were asked to stop (SIGTERM/SIGINT) and the worker is gone.
+/// How the watch of one worker ended.
+enum Watched {
+    /// The worker ended on its own, or was ended for hanging.
+    Ended(WorkerEnd),
+    /// We were asked to stop, and the worker is gone.
     Stopped,
 }
 
-struct Supervisor {
-    plan: Plan,
-    sup: SuperviseConfig,
-    lock: PidLock,
-    ready: Option<ReadyWriter>,
-    sigfd: SignalFd,
-    hb_path: PathBuf,
-    rec_path: PathBuf,
-    rec: SupervisorRecord,
-    pending_downtime: Option<Instant>,
-    store: Option<crate::store::Store>,
+/// The running worker and what is known about it.
+struct Worker {
+    child: Child,
+    pid: u32,
     started: Instant,
+    started_ms: u64,
+    notify: UnixDatagram,
+    stderr: Option<std::process::ChildStderr>,
+    pending: Vec<u8>,
+    skip_to_newline: bool,
+    last_words: String,
+    ready_at: Option<Instant>,
+    hang: Option<Hang>,
+    stop: Option<Escalation>,
 }
 
-/// Runs the supervisor until told to stop or the worker exits 78; returns the exit code.
-pub fn supervise(plan: Plan, lock: PidLock, mut ready: ReadyWriter) -> u8 {
+struct Supervisor {
+    /// What to run and how.
+    plan: Plan,
+    /// Restart and hang timing, re-read on SIGHUP.
+    sup: SuperviseConfig,
+    /// The single-instance lock, held for the supervisor's whole life.
+    lock: PidLock,
+    /// The command that started us, while it waits for the first hello.
+    starter: Option<ReadyWriter>,
+    /// systemd (under `run`), or nobody.
+    upstream: Notifier,
+    /// Signals, read instead of handled.
+    sigfd: SignalFd,
+    /// The worker's heartbeat file.
+    hb_path: PathBuf,
+    /// Where the record is written.
+    rec_path: PathBuf,
+    /// The current state, as `status` reads it.
+    rec: SupervisorRecord,
+    /// The last exit's row and when it happened, until the next hello gives
+    /// it a downtime.
+    pending_downtime: Option<(Option<i64>, Instant)>,
+    /// The state store, for the exit history; none if it cannot be opened.
+    store: Option<crate::store::Store>,
+    /// When the supervisor started, to know whether the starter still waits.
+    started: Instant,
+    /// Whether systemd has heard READY=1 from us.
+    told_ready: bool,
+}
+
+/// Runs the supervisor until told to stop or the worker exits 78; returns
+/// the exit code.
+pub(crate) fn supervise(
+    plan: Plan,
+    lock: PidLock,
+    mut starter: Option<ReadyWriter>,
+    upstream: Notifier,
+) -> u8 {
+    let sigfd = match signals() {
+        Ok(fd) => fd,
+        Err(e) => {
+            let why = format!("cannot set up signal handling: {e}");
+            tracing::error!("{why}");
+            if let Some(s) = starter.take() {
+                s.failed(ExitCode::OSERR.0, &why);
+            }
+            return ExitCode::OSERR.0;
+        }
+    };
+    if let Some(s) = starter.as_mut() {
+        s.started(std::process::id());
+    }
+    let pidfile = lock.path().to_path_buf();
+    let store = match crate::store::Store::open(
+        &plan.config.daemon.state_dir,
+        crate::store::Durability::Normal,
+    ) {
+        Ok(st) => Some(st),
+        Err(e) => {
+            tracing::warn!("{e}; worker exits are not recorded for the restart announcement");
+            None
+        }
+    };
+    let mut s = Supervisor {
+        sup: plan.config.supervise.clone(),
+        hb_path: heartbeat::path_for(&pidfile),
+        rec_path: record::path_for(&pidfile),
+        rec: SupervisorRecord {
+            pid: std::process::id(),
+            mode: plan.mode.to_string(),
+            started_ms: now_ms(),
+            ..Default::default()
+        },
+        plan,
+        lock,
+        starter,
+        upstream,
+        sigfd,
+        pending_downtime: None,
+        store,
+        started: Instant::now(),
+        told_ready: false,
+    };
+    let code = s.run();
+    s.rec.worker_pid = None;
+    s.save();
+    let _ = std::fs::remove_file(&s.hb_path);
+    if code == 0 {
+        // A clean stop: an empty pidfile tells `status` nobody died.
+        if let Err(e) = s.lock.clear() {
+            tracing::warn!("cannot clear the pidfile: {e}");
+        }
+    }
+    code
+}
+
+fn signals() -> std::io::Result<SignalFd> {
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -85,71 +188,11 @@ pub fn supervise(plan: Plan, lock: PidLock, mut ready: ReadyWriter) -> u8 {
     ] {
         mask.add(s);
     }
-    let sigfd = match mask
-        .thread_block()
-        .map_err(std::io::Error::from)
-        .and_then(|_| {
-            SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-                .map_err(std::io::Error::from)
-        }) {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::error!("cannot set up signal handling: {e}");
-            ready.failed(71, &format!("cannot set up signal handling: {e}"));
-            return 71;
-        }
-    };
-    ready.started(std::process::id());
-    let pidfile = lock.path().to_path_buf();
-    let sup = plan.config.supervise.clone();
-    let mut s = Supervisor {
-        sup,
-        hb_path: heartbeat::path_for(&pidfile),
-        rec_path: record::path_for(&pidfile),
-        rec: SupervisorRecord {
-            pid: std::process::id(),
-            started_ms: now_ms(),
-            ..Default::default()
-        },
-        plan,
-        lock,
-        ready: Some(ready),
-        sigfd,
-        pending_downtime: None,
-        store: None,
-        started: Instant::now(),
-    };
-    s.store = match crate::store::Store::open(
-        &s.plan.config.daemon.state_dir,
-        crate::store::Durability::Normal,
-    ) {
-        Ok(st) => Some(st),
-        Err(e) => {
-            tracing::warn!("{e}; worker exits are not recorded for the restart announcement");
-            None
-        }
-    };
-    let code = s.run();
-    s.rec.worker_pid = None;
-    s.save();
-    let _ = std::fs::remove_file(&s.hb_path);
-    if let Err(e) = s.lock.clear() {
-        tracing::warn!("cannot clear the pidfile: {e}");
-    }
-    code
-}
-
-fn describe(status: &ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit code {c}"),
-        (None, Some(sig)) => format!(
-            "killed by signal {sig} ({})",
-            Signal::try_from(sig)
-                .map(|s| s.as_str())
-                .unwrap_or("unknown")
-        ),
-        _ => "an unknown end".to_string(),
-    }
+    mask.thread_block()?;
+    Ok(SignalFd::with_flags(
+        &mask,
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )?)
 }
 
 impl Supervisor {
@@ -162,13 +205,14 @@ impl Supervisor {
     fn run(&mut self) -> u8 {
         let mut backoff = Backoff::new(self.sup.backoff_initial, self.sup.backoff_max);
         loop {
-            let child = match self.spawn() {
-                Ok(c) => c,
+            let worker = match self.spawn() {
+                Ok(w) => w,
                 Err(e) => {
-                    tracing::error!("cannot start the worker: {e}");
-                    if let Some(r) = self.ready.take() {
-                        r.failed(71, &format!("cannot start the worker: {e}"));
-                        return 71;
+                    let why = format!("cannot start the worker: {e}");
+                    tracing::error!("{why}");
+                    if let Some(s) = self.starter.take() {
+                        s.failed(ExitCode::OSERR.0, &why);
+                        return ExitCode::OSERR.0;
                     }
                     if self.sleep(backoff.next_delay()) {
                         return 0;
@@ -176,96 +220,79 @@ impl Supervisor {
                     continue;
                 }
             };
-            let (status, lifetime, ready_for, hang, last_words) = match self.watch(child) {
-                End::Stopped => return 0,
-                End::Exited {
-                    status,
-                    lifetime,
-                    ready_for,
-                    hang,
-                    last_words,
-                } => (status, lifetime, ready_for, hang, last_words),
+            let end = match self.watch(worker) {
+                Watched::Stopped => return 0,
+                Watched::Ended(end) => end,
             };
-            let cause = match &hang {
-                Some(why) => format!("hung ({why}); ended by {}", describe(&status)),
-                None => describe(&status),
-            };
-            self.rec.push(ExitRecord {
-                at_ms: now_ms(),
-                cause: cause.clone(),
-                code: status.code(),
-                signal: status.signal(),
-                hang: hang.is_some(),
-                lifetime_ms: lifetime.as_millis() as u64,
-                downtime_ms: None,
-            });
+            let cause = end.cause();
             self.rec.worker_pid = None;
             self.save();
-            if let Some(st) = self.store.as_mut() {
-                if let Err(e) = st.record_exit(crate::store::now_ms(), "daemon", &cause, false) {
-                    tracing::warn!("cannot record the worker's exit: {e}");
-                }
-            }
-            let words = if last_words.is_empty() {
+            let exit_id = self.store.as_mut().and_then(|st| {
+                let exit = NewExit {
+                    at_ms: now_ms(),
+                    mode: self.plan.mode.to_string(),
+                    cause: cause.clone(),
+                    clean: false,
+                    code: end.code,
+                    signal: end.signal,
+                    hang: end.hang.is_some(),
+                    lifetime_ms: Some(end.lifetime.as_millis() as u64),
+                };
+                st.record_exit(&exit)
+                    .map_err(|e| tracing::warn!("cannot record the worker's exit: {e}"))
+                    .ok()
+            });
+            let words = if end.last_words.is_empty() {
                 String::new()
             } else {
-                format!(": {last_words}")
+                format!(": {}", end.last_words)
             };
-            if status.code() == Some(78) {
-                tracing::error!(
-                    "the worker exited 78 (configuration or credentials){words}; not restarting"
-                );
-                if let Some(r) = self.ready.take() {
-                    r.failed(78, last_words.trim_start_matches("slackbotd: "));
-                }
-                return 78;
-            }
             if self.started.elapsed() >= self.plan.wait {
                 // The starting command has stopped waiting: restart as usual.
-                self.ready = None;
+                self.starter = None;
             }
-            if let Some(r) = self.ready.take() {
-                // The first worker never became ready: starting failed.
-                let code = status
-                    .code()
-                    .filter(|c| (64..=78).contains(c))
-                    .unwrap_or(70) as u8;
-                let msg = if last_words.is_empty() {
-                    format!("the worker ended ({cause}) before connecting to Slack")
-                } else {
-                    last_words.trim_start_matches("slackbotd: ").to_string()
-                };
-                tracing::error!("the worker ended ({cause}) before it was ready{words}");
-                r.failed(code, &msg);
-                return code;
-            }
-            self.rec.restarts += 1;
-            self.pending_downtime = Some(Instant::now());
-            let healthy = ready_for.is_some_and(|d| d >= HEALTHY_RUN);
-            let delay = if healthy {
-                backoff.reset();
-                Duration::ZERO
-            } else {
-                backoff.next_delay()
-            };
-            tracing::warn!(
-                "the worker ended after {}: {cause}{words}; restart {} {}",
-                crate::bot::builtins::human(lifetime),
-                self.rec.restarts,
-                if delay.is_zero() {
-                    "now".to_string()
-                } else {
-                    format!("in {} ms (it keeps dying young)", delay.as_millis())
+            match policy::after_exit(&end, self.starter.is_some(), &mut backoff) {
+                Next::GiveUp { code, why } => {
+                    if code == ExitCode::CONFIG {
+                        tracing::error!(
+                            "the worker exited 78 (configuration or credentials){words}; not restarting"
+                        );
+                    } else {
+                        tracing::error!("the worker ended ({cause}) before it was ready{words}");
+                    }
+                    if let Some(s) = self.starter.take() {
+                        s.failed(code.0, &why);
+                    }
+                    return code.0;
                 }
-            );
-            if !delay.is_zero() && self.sleep(delay) {
-                return 0;
+                Next::Restart(delay) => {
+                    self.rec.restarts += 1;
+                    self.pending_downtime = Some((exit_id, Instant::now()));
+                    tracing::warn!(
+                        "the worker ended after {}: {cause}{words}; restart {} {}",
+                        crate::clock::human(end.lifetime),
+                        self.rec.restarts,
+                        if delay.is_zero() {
+                            "now".to_string()
+                        } else {
+                            format!("in {} ms (it keeps dying young)", delay.as_millis())
+                        }
+                    );
+                    if !delay.is_zero() && self.sleep(delay) {
+                        return 0;
+                    }
+                }
             }
         }
     }
 
-    /// Starts the worker: this very binary, `worker` subcommand.
-    fn spawn(&mut self) -> std::io::Result<Child> {
+    /// Starts the worker: this very binary, `worker` subcommand, with its end
+    /// of the notification socket at descriptor 3.
+    fn spawn(&mut self) -> std::io::Result<Worker> {
+        let (ours, theirs) = UnixDatagram::pair()?;
+        ours.set_nonblocking(true)?;
+        let theirs: OwnedFd = theirs.into();
+        let theirs_fd = theirs.as_raw_fd();
         let me = Pid::this();
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg0("slackbotd")
@@ -277,9 +304,14 @@ impl Supervisor {
             .env_remove("WATCHDOG_PID")
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env(NOTIFY_FD_ENV, WORKER_NOTIFY_FD.to_string())
+            .stdin(Stdio::null());
+        if self.plan.mode == "run" {
+            cmd.arg("--foreground");
+        }
+        if self.plan.capture_stderr {
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        }
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -290,11 +322,18 @@ impl Supervisor {
                 if libc::getppid() != me.as_raw() {
                     libc::_exit(1);
                 }
+                if libc::dup2(theirs_fd, WORKER_NOTIFY_FD) < 0
+                    || libc::fcntl(WORKER_NOTIFY_FD, libc::F_SETFD, 0) < 0
+                {
+                    libc::_exit(71);
+                }
                 Ok(())
             });
         }
-        let child = cmd.spawn()?;
-        if let Some(err) = &child.stderr {
+        let mut child = cmd.spawn()?;
+        drop(theirs);
+        let stderr = child.stderr.take();
+        if let Some(err) = &stderr {
             let fd = err.as_raw_fd();
             // SAFETY: fcntl on a descriptor we own.
             unsafe {
@@ -302,127 +341,139 @@ impl Supervisor {
                 libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
             }
         }
-        self.rec.worker_pid = Some(child.id());
-        self.rec.worker_started_ms = Some(now_ms());
+        let pid = child.id();
+        let started_ms = now_ms();
+        self.rec.worker_pid = Some(pid);
+        self.rec.worker_started_ms = Some(started_ms);
         self.save();
-        tracing::info!("worker started with pid {}", child.id());
-        Ok(child)
+        tracing::info!("worker started with pid {pid}");
+        Ok(Worker {
+            child,
+            pid,
+            started: Instant::now(),
+            started_ms,
+            notify: ours,
+            stderr,
+            pending: Vec::new(),
+            skip_to_newline: false,
+            last_words: String::new(),
+            ready_at: None,
+            hang: None,
+            stop: None,
+        })
     }
 
     /// Watches one worker until it ends or we are told to stop.
-    fn watch(&mut self, mut child: Child) -> End {
-        let pid = child.id();
-        let started = Instant::now();
-        let mut ready_at: Option<Instant> = None;
-        let mut hang: Option<String> = None;
-        let mut term_sent: Option<Instant> = None;
+    fn watch(&mut self, mut w: Worker) -> Watched {
         let mut stopping = false;
-        let mut stderr = child.stderr.take();
-        let mut pending = String::new();
-        let mut last_words = String::new();
-        let startup_limit = self.sup.heartbeat_timeout.max(Duration::from_secs(30));
+        let mut next_check = Instant::now();
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                drain(&mut stderr, &mut pending, &mut last_words, true);
+            if let Ok(Some(status)) = w.child.try_wait() {
+                w.drain_stderr(true);
                 if stopping {
-                    return End::Stopped;
+                    return Watched::Stopped;
                 }
-                return End::Exited {
-                    status,
-                    lifetime: started.elapsed(),
-                    ready_for: ready_at.map(|t| t.elapsed()),
-                    hang,
-                    last_words,
-                };
-            }
-            let timeout = if ready_at.is_none() || term_sent.is_some() {
-                20
-            } else {
-                250
-            };
-            let mut fds = vec![libc::pollfd {
-                fd: self.sigfd.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            if let Some(e) = &stderr {
-                fds.push(libc::pollfd {
-                    fd: e.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
+                return Watched::Ended(WorkerEnd {
+                    code: status.code(),
+                    signal: status.signal(),
+                    lifetime: w.started.elapsed(),
+                    ready_for: w.ready_at.map(|t| t.elapsed()),
+                    hang: w.hang,
+                    last_words: w.last_words,
                 });
+            }
+            let timeout = if w.stop.is_some() { 20 } else { 250 };
+            let mut fds = vec![
+                pollfd(self.sigfd.as_fd().as_raw_fd()),
+                pollfd(w.notify.as_raw_fd()),
+            ];
+            if let Some(e) = &w.stderr {
+                fds.push(pollfd(e.as_raw_fd()));
             }
             // SAFETY: valid pollfds for the duration of the call.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if fds.get(1).is_some_and(|f| f.revents != 0) {
-                drain(&mut stderr, &mut pending, &mut last_words, false);
+            if fds.get(2).is_some_and(|f| f.revents != 0) {
+                w.drain_stderr(false);
             }
+            self.read_notices(&mut w);
             while let Ok(Some(si)) = self.sigfd.read_signal() {
                 match Signal::try_from(si.ssi_signo as i32) {
                     Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) if !stopping => {
-                        tracing::info!("stopping: asking the worker (pid {pid}) to finish");
+                        tracing::info!("stopping: asking the worker (pid {}) to finish", w.pid);
+                        self.upstream.stopping(
+                            "Stopping: closing the Slack connections and finishing requests in progress",
+                        );
                         stopping = true;
-                        term_sent = Some(Instant::now());
-                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+                        w.stop = Some(Escalation::begin(&[w.pid], self.stop_grace()));
                     }
-                    Ok(Signal::SIGHUP) => self.reload(pid),
+                    Ok(Signal::SIGHUP) => self.reload(w.pid),
                     _ => {}
                 }
             }
-            let now = now_ms();
-            let hb = heartbeat::read(&self.hb_path).filter(|h: &Heartbeat| h.pid == pid);
-            if ready_at.is_none() && hb.as_ref().is_some_and(|h| h.last_frame_ms.is_some()) {
-                ready_at = Some(Instant::now());
-                tracing::info!("worker {pid} is connected to Slack");
-                if let Some(r) = self.ready.take() {
-                    r.ready(std::process::id());
-                }
-                if let Some(since) = self.pending_downtime.take() {
-                    if let Some(last) = self.rec.history.last_mut() {
-                        last.downtime_ms = Some(since.elapsed().as_millis() as u64);
-                    }
-                    self.save();
-                }
-            }
-            if term_sent.is_none() {
-                let why = match (&ready_at, &hb) {
-                    (Some(_), Some(h)) if !h.is_fresh(now) => Some(match h.last_frame_age_s(now) {
-                        Some(age) if now.saturating_sub(h.written_ms) <= h.heartbeat_timeout_ms => {
-                            format!("no frame from Slack for {age:.0}s")
-                        }
-                        _ => format!(
-                            "no heartbeat for {:.0}s",
-                            now.saturating_sub(h.written_ms) as f64 / 1000.0
-                        ),
-                    }),
-                    (Some(t), None) if t.elapsed() > self.sup.heartbeat_timeout => {
-                        Some("its heartbeat file is gone".into())
-                    }
-                    (None, _) if started.elapsed() > startup_limit => Some(format!(
-                        "not connected to Slack after {}s",
-                        startup_limit.as_secs()
-                    )),
-                    _ => None,
-                };
-                if let Some(why) = why {
-                    tracing::warn!("worker {pid} looks hung ({why}); sending SIGTERM");
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
-                    term_sent = Some(Instant::now());
-                    hang = Some(why);
+            if w.stop.is_none() && Instant::now() >= next_check {
+                next_check = Instant::now() + Duration::from_millis(250);
+                let hb = heartbeat::read(&self.hb_path).filter(|h| h.pid == w.pid);
+                if let Some(why) = heartbeat::hang_reason(
+                    hb.as_ref(),
+                    w.started_ms,
+                    now_ms(),
+                    self.sup.heartbeat_timeout,
+                ) {
+                    tracing::warn!("worker {} looks hung ({why}); sending SIGTERM", w.pid);
+                    w.hang = Some(why);
+                    w.stop = Some(Escalation::begin(&[w.pid], self.stop_grace()));
                 }
             }
-            if let Some(t) = term_sent {
-                let grace = self.sup.stop_timeout + Duration::from_secs(1);
-                if t.elapsed() > grace {
+            if let Some(e) = w.stop.as_mut() {
+                if e.tick() {
                     tracing::warn!(
-                        "worker {pid} still runs {}s after SIGTERM; sending SIGKILL",
-                        grace.as_secs()
+                        "worker {} still runs {}s after SIGTERM; sending SIGKILL",
+                        w.pid,
+                        e.grace().as_secs()
                     );
-                    let _ = child.kill();
-                    term_sent = Some(Instant::now() + Duration::from_secs(3600));
                 }
+            }
+        }
+    }
+
+    /// How long a worker gets between SIGTERM and SIGKILL.
+    fn stop_grace(&self) -> Duration {
+        self.sup.stop_timeout + Duration::from_secs(1)
+    }
+
+    /// Reads what the worker said on its notification socket, and passes it on.
+    fn read_notices(&mut self, w: &mut Worker) {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = w.notify.recv(&mut buf) {
+            let notice = systemd::parse(&buf[..n]);
+            if notice.ready && w.ready_at.is_none() {
+                w.ready_at = Some(Instant::now());
+                tracing::info!("worker {} is connected to Slack", w.pid);
+                if let Some(s) = self.starter.take() {
+                    s.ready(std::process::id());
+                }
+                if let Some((id, since)) = self.pending_downtime.take() {
+                    let down = since.elapsed().as_millis() as u64;
+                    if let (Some(id), Some(st)) = (id, self.store.as_mut()) {
+                        if let Err(e) = st.set_downtime(id, down) {
+                            tracing::warn!("cannot record the downtime: {e}");
+                        }
+                    }
+                }
+            }
+            let status = notice.status.as_deref().unwrap_or("");
+            if notice.ready && !self.told_ready {
+                self.told_ready = true;
+                self.upstream.ready(status);
+            } else if notice.reloading {
+                self.upstream.reloading();
+            } else if notice.ready {
+                self.upstream.ready(status);
+            } else if notice.status.is_some() {
+                self.upstream.status(status);
+            }
+            if notice.watchdog {
+                self.upstream.watchdog();
             }
         }
     }
@@ -437,7 +488,9 @@ impl Supervisor {
             }
             Err(e) => tracing::error!("SIGHUP: {e}; the worker keeps its configuration too"),
         }
-        let _ = kill(Pid::from_raw(worker as i32), Signal::SIGHUP);
+        if let Ok(pid) = i32::try_from(worker) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+        }
     }
 
     /// Sleeps `d`, still answering signals; true when told to stop.
@@ -448,11 +501,7 @@ impl Supervisor {
             if left.is_zero() {
                 return false;
             }
-            let mut fds = [libc::pollfd {
-                fd: self.sigfd.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
+            let mut fds = [pollfd(self.sigfd.as_fd().as_raw_fd())];
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(fds.as_mut_ptr(), 1, left.as_millis().clamp(1, 1000) as i32) };
             while let Ok(Some(si)) = self.sigfd.read_signal() {
@@ -468,6 +517,69 @@ impl Supervisor {
     }
 }
 
+impl Worker {
+    /// Reads what the worker wrote on stderr and logs it line by line. A line
+    /// longer than [`STDERR_LINE_MAX`] is cut, with a note.
+    fn drain_stderr(&mut self, eof: bool) {
+        let Some(mut e) = self.stderr.take() else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let mut open = true;
+        loop {
+            match e.read(&mut buf) {
+                Ok(0) => {
+                    open = false;
+                    break;
+                }
+                Ok(n) => {
+                    self.pending.extend_from_slice(&buf[..n]);
+                    while let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = self.pending.drain(..=i).collect();
+                        self.note_line(&line);
+                    }
+                    if self.pending.len() > STDERR_LINE_MAX {
+                        let cut = std::mem::take(&mut self.pending);
+                        tracing::warn!(
+                            "worker stderr: a line longer than {STDERR_LINE_MAX} bytes; the rest of it is dropped"
+                        );
+                        self.note_line(&cut[..STDERR_LINE_MAX]);
+                        self.skip_to_newline = true;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if open {
+            self.stderr = Some(e);
+        }
+        if eof && !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.note_line(&rest);
+        }
+    }
+
+    fn note_line(&mut self, line: &[u8]) {
+        if std::mem::take(&mut self.skip_to_newline) {
+            return; // the tail of a line already cut
+        }
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end();
+        if !line.is_empty() {
+            tracing::warn!("worker stderr: {line}");
+            self.last_words = line.to_string();
+        }
+    }
+}
+
+fn pollfd(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
 /// An empty signal set, built without allocating (for `pre_exec`).
 fn libc_sigset_empty() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set it is given.
@@ -475,39 +587,5 @@ fn libc_sigset_empty() -> libc::sigset_t {
         let mut set = std::mem::zeroed::<libc::sigset_t>();
         libc::sigemptyset(&mut set);
         set
-    }
-}
-
-/// Reads what the worker wrote on stderr and logs it line by line.
-fn drain(
-    stderr: &mut Option<std::process::ChildStderr>,
-    pending: &mut String,
-    last: &mut String,
-    eof: bool,
-) {
-    let Some(e) = stderr else { return };
-    let mut buf = [0u8; 4096];
-    loop {
-        match e.read(&mut buf) {
-            Ok(0) => {
-                *stderr = None;
-                break;
-            }
-            Ok(n) => pending.push_str(&String::from_utf8_lossy(&buf[..n])),
-            Err(_) => break,
-        }
-    }
-    while let Some(i) = pending.find('\n') {
-        let line: String = pending.drain(..=i).collect();
-        let line = line.trim_end();
-        if !line.is_empty() {
-            tracing::warn!("worker stderr: {line}");
-            *last = line.to_string();
-        }
-    }
-    if eof && !pending.trim().is_empty() {
-        tracing::warn!("worker stderr: {}", pending.trim_end());
-        *last = pending.trim_end().to_string();
-        pending.clear();
     }
 }

@@ -8,7 +8,7 @@ use rand::RngExt;
 /// Delays that double from `initial` to `max`, each one jittered to between
 /// half and all of its nominal value, so a fleet of bots never retries in step.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     next: Duration,
@@ -16,7 +16,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// A backoff starting at `initial` and capped at `max`.
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Backoff {
         let initial = initial.max(Duration::from_millis(1));
         Backoff {
             initial,
@@ -26,24 +26,25 @@ impl Backoff {
     }
 
     /// The next delay (jittered), and doubles the one after it.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let nominal = self.next;
         self.next = (self.next * 2).min(self.max);
         jitter(nominal)
     }
 
     /// The nominal delay the next call will be based on (no jitter).
-    pub fn peek(&self) -> Duration {
+    #[cfg(test)]
+    fn peek(&self) -> Duration {
         self.next
     }
 
     /// Back to `initial`, after a success.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.initial;
     }
 
     /// The next delay, but never shorter than what Slack asked for.
-    pub fn next_delay_at_least(&mut self, floor: Option<Duration>) -> Duration {
+    pub(crate) fn next_delay_at_least(&mut self, floor: Option<Duration>) -> Duration {
         let d = self.next_delay();
         match floor {
             Some(f) => d.max(f),
@@ -53,7 +54,7 @@ impl Backoff {
 }
 
 /// Between half and all of `d`.
-pub fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let half = d / 2;
     let extra = rand::rng().random_range(0..=half.as_micros().min(u64::MAX as u128) as u64);
     half + Duration::from_micros(extra)

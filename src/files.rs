@@ -1,0 +1,68 @@
+//! Writing small state files safely where other users may have a say: the
+//! temporary file is created fresh (`O_CREAT|O_EXCL|O_NOFOLLOW`, so a symlink
+//! or a file planted under its name is never followed or reused), written,
+//! and renamed over the target, so readers see the old or the new content,
+//! never half of it.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The temporary name for `path`: beside it, unique to this process and call.
+fn temp_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".tmp.{}.{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    path.with_file_name(name)
+}
+
+/// Replaces `path` with `bytes`, created with `mode` (before the umask).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = temp_name(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_file_and_never_follows_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("state.json");
+        write_atomic(&target, b"one", 0o644).unwrap();
+        write_atomic(&target, b"two", 0o644).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        // A link where the file is: the link itself is replaced, its target untouched.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::fs::remove_file(&target).unwrap();
+        std::os::unix::fs::symlink(&victim, &target).unwrap();
+        write_atomic(&target, b"three", 0o644).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&target).unwrap(), b"three");
+        assert!(!std::fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "no temporary file left behind");
+    }
+}
