@@ -441,7 +441,7 @@ impl Config {
         if v.heartbeat_timeout < Duration::from_secs(1) {
             return Err(bad(
                 "supervise.heartbeat_timeout",
-                "must be at least 1s: the bot pings Slack three times per timeout".into(),
+                "must be at least 1s: the bot pings Slack four times per timeout".into(),
             ));
         }
         if self.daemon.pidfile.file_name().is_none() {

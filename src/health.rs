@@ -1,8 +1,9 @@
 //! The bot's health as one shared value: which Socket Mode connections are
 //! live, when each last heard from Slack, and when the last event arrived.
 //!
-//! The watchdog, `STATUS=` lines, the `status` built-in and (in daemon mode)
-//! the heartbeat file all read this; only the socket loops write it.
+//! The watchdog, `STATUS=` lines, the `status` built-in and the heartbeat
+//! file (written by `monitor` in every mode) all read this; only the socket
+//! loops write it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,17 +15,26 @@ use tokio::sync::watch;
 /// Shared health of the running bot.
 #[derive(Debug)]
 pub(crate) struct Health {
+    /// When the process started, for uptime.
     started: Instant,
+    /// How long a connection may stay silent and still count as fresh;
+    /// changed by a reload, read on every tick.
     heartbeat_timeout_ms: AtomicU64,
+    /// What the connections report.
     inner: Mutex<Inner>,
+    /// Bumped when a connection comes or goes, so the monitor reacts at once.
     changed: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Each live connection and when it last received a frame.
     conns: HashMap<u64, Instant>,
+    /// When the last envelope arrived.
     last_event: Option<Instant>,
+    /// Envelopes received since start.
     events: u64,
+    /// Hellos since start: readiness is the first one.
     hellos: u64,
 }
 

@@ -114,10 +114,10 @@ fn decode_event(payload: Value, me: &Identity) -> Decoded {
             if m.subtype.is_some() {
                 return ignored("a message with a subtype (edit, deletion, bot message, join)");
             }
-            let own_bot =
-                me.bot_id.is_some() && m.sender.bot_id.as_ref().map(|b| b.to_string()) == me.bot_id;
-            let own_user = m.sender.user.as_ref().is_some_and(|u| u.0 == me.user_id);
-            if own_bot || own_user {
+            if me.is_me(
+                m.sender.user.as_ref().map(|u| u.0.as_str()),
+                m.sender.bot_id.as_ref().map(|b| b.0.as_str()),
+            ) {
                 return ignored("the bot's own message");
             }
             if m.sender.bot_id.is_some() {

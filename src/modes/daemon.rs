@@ -21,15 +21,15 @@ use crate::supervise::lock::{self, PidLock};
 use crate::supervise::supervisor::{supervise, Plan};
 use crate::syslog::Syslog;
 
-/// The identity to drop to.
+/// The user and group the daemon drops to.
 #[derive(Debug, Clone)]
-struct Identity {
+struct RunAs {
     name: String,
     uid: Uid,
     gid: Gid,
 }
 
-fn resolve_identity(config: &Config) -> Result<Option<Identity>, Failure> {
+fn resolve_identity(config: &Config) -> Result<Option<RunAs>, Failure> {
     let d = &config.daemon;
     let bad = |m: String| Failure::new(ExitCode::CONFIG, m);
     let user = match &d.user {
@@ -54,12 +54,12 @@ fn resolve_identity(config: &Config) -> Result<Option<Identity>, Failure> {
     };
     let id = match (user, group) {
         (None, None) => return Ok(None),
-        (Some(u), g) => Identity {
+        (Some(u), g) => RunAs {
             name: u.name,
             uid: u.uid,
             gid: g.unwrap_or(u.gid),
         },
-        (None, Some(g)) => Identity {
+        (None, Some(g)) => RunAs {
             name: "(unchanged)".into(),
             uid: Uid::current(),
             gid: g,
@@ -150,7 +150,7 @@ fn shared_dir(dir: &Path) -> bool {
 }
 
 /// Gives the run and state directories to `id`, which writes there.
-fn hand_over(dirs: &[PathBuf], id: &Identity) -> Result<(), String> {
+fn hand_over(dirs: &[PathBuf], id: &RunAs) -> Result<(), String> {
     for dir in dirs {
         if shared_dir(dir) {
             return Err(format!(
@@ -166,7 +166,7 @@ fn hand_over(dirs: &[PathBuf], id: &Identity) -> Result<(), String> {
     Ok(())
 }
 
-fn drop_privileges(id: &Identity) -> nix::Result<()> {
+fn drop_privileges(id: &RunAs) -> nix::Result<()> {
     nix::unistd::setgroups(&[id.gid])?;
     nix::unistd::setgid(id.gid)?;
     nix::unistd::setuid(id.uid)
@@ -176,7 +176,7 @@ fn drop_privileges(id: &Identity) -> nix::Result<()> {
 fn run_daemon(
     path: PathBuf,
     config: Config,
-    identity: Option<Identity>,
+    identity: Option<RunAs>,
     ready: ReadyWriter,
     wait: Duration,
 ) -> u8 {

@@ -19,8 +19,8 @@ pub(crate) enum Frame {
     },
     /// Slack will close this connection soon (or now).
     Disconnect {
-        /// `warning`, `refresh_requested`, `link_disabled`, or another reason.
-        reason: String,
+        /// Why.
+        reason: DisconnectReason,
     },
     /// Something to acknowledge and handle.
     Envelope(Envelope),
@@ -31,6 +31,41 @@ pub(crate) enum Frame {
         /// Its envelope ID, if it has one.
         envelope_id: Option<String>,
     },
+}
+
+/// Why Slack says it will close a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DisconnectReason {
+    /// The connection will be closed soon (about 10 s): replace it.
+    Warning,
+    /// Slack wants a new connection: replace it.
+    RefreshRequested,
+    /// Socket Mode was turned off for the app: retrying cannot help.
+    LinkDisabled,
+    /// A reason this build does not know: treated like a refresh.
+    Other(String),
+}
+
+impl DisconnectReason {
+    fn parse(s: &str) -> DisconnectReason {
+        match s {
+            "warning" => DisconnectReason::Warning,
+            "refresh_requested" => DisconnectReason::RefreshRequested,
+            "link_disabled" => DisconnectReason::LinkDisabled,
+            other => DisconnectReason::Other(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DisconnectReason::Warning => "warning",
+            DisconnectReason::RefreshRequested => "refresh_requested",
+            DisconnectReason::LinkDisabled => "link_disabled",
+            DisconnectReason::Other(s) => s,
+        })
+    }
 }
 
 /// The kinds of envelope Socket Mode delivers.
@@ -161,7 +196,7 @@ fn classify(raw: RawFrame, text: &str) -> Result<Frame, FrameError> {
         }
         "disconnect" => {
             return Ok(Frame::Disconnect {
-                reason: raw.reason.unwrap_or_default(),
+                reason: DisconnectReason::parse(raw.reason.as_deref().unwrap_or("")),
             })
         }
         "events_api" => EnvelopeKind::EventsApi,
@@ -227,7 +262,7 @@ mod tests {
         assert_eq!(
             d,
             Frame::Disconnect {
-                reason: "refresh_requested".into()
+                reason: DisconnectReason::RefreshRequested
             }
         );
         let e = parse_frame(r#"{"envelope_id":"e1","type":"events_api","accepts_response_payload":false,"retry_attempt":2,"retry_reason":"timeout","payload":{"x":1}}"#).unwrap();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::envelope::DisconnectReason;
 use super::socket::{self, ConnHandle, Inbound, OpenError, Signal};
 use super::web::SlackWeb;
 use super::web::WebError;
@@ -139,7 +140,7 @@ async fn slot<S: PoolSettings>(
             s = conn.signals.recv() => s.unwrap_or_else(|| Signal::Ended("connection task ended".into())),
             r = settings.changed() => {
                 if r.is_err() { conn.close(); return Ok(()); }
-                Signal::Disconnect("configuration reloaded".into())
+                Signal::Reloaded
             }
             _ = stop.changed() => { conn.close(); return Ok(()); }
         };
@@ -147,19 +148,25 @@ async fn slot<S: PoolSettings>(
             backoff.reset();
         }
         match signal {
-            Signal::Disconnect(reason) if reason == "link_disabled" => {
+            Signal::Disconnect(DisconnectReason::LinkDisabled) => {
                 conn.close();
                 return Err(PoolFatal::LinkDisabled);
             }
-            Signal::Disconnect(_) | Signal::Stale(_) => {
-                if let Signal::Stale(age) = &signal {
-                    tracing::warn!(
+            Signal::Disconnect(_) | Signal::Stale(_) | Signal::Reloaded => {
+                match &signal {
+                    Signal::Stale(age) => tracing::warn!(
                         conn = conn.id,
                         "no frame from Slack for {}; replacing the connection (half-open link?)",
                         crate::clock::short(*age)
-                    );
-                } else {
-                    tracing::info!(conn = conn.id, "replacing the connection: {signal:?}; the new one opens before the old one closes");
+                    ),
+                    Signal::Disconnect(reason) => tracing::info!(
+                        conn = conn.id,
+                        "Slack asked for a new connection ({reason}); the new one opens before the old one closes"
+                    ),
+                    _ => tracing::info!(
+                        conn = conn.id,
+                        "configuration reloaded: replacing the connection; the new one opens before the old one closes"
+                    ),
                 }
                 let next = open_retrying(idx, &mut settings, &ctx, &mut backoff, &mut stop).await;
                 tracing::debug!(conn = conn.id, "closing the replaced connection");

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::envelope::{ack, parse_frame, salvage_envelope_id, Envelope, Frame};
+use super::envelope::{ack, parse_frame, salvage_envelope_id, DisconnectReason, Envelope, Frame};
 use super::web::{SlackWeb, WebError};
 use crate::health::Health;
 
@@ -128,9 +128,9 @@ pub(crate) async fn open(
                     },
                 ))
             }
-            Ok(Frame::Disconnect { reason }) if reason == "link_disabled" => {
-                return Err(OpenError::LinkDisabled)
-            }
+            Ok(Frame::Disconnect {
+                reason: DisconnectReason::LinkDisabled,
+            }) => return Err(OpenError::LinkDisabled),
             Ok(Frame::Disconnect { reason }) => {
                 return Err(OpenError::NoHello(format!(
                     "disconnect ({reason}) before hello"
@@ -146,11 +146,13 @@ pub(crate) async fn open(
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Signal {
     /// Slack sent `disconnect` with this reason; it will close the socket soon.
-    Disconnect(String),
+    Disconnect(DisconnectReason),
     /// Nothing arrived for longer than the heartbeat timeout.
     Stale(Duration),
     /// The connection is gone, and why.
     Ended(String),
+    /// The configuration was reloaded (sent by the pool to itself).
+    Reloaded,
 }
 
 /// The owner's side of a running connection. Dropping it closes the connection.

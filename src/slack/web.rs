@@ -151,6 +151,14 @@ pub(crate) struct Identity {
     pub(crate) team: String,
 }
 
+impl Identity {
+    /// Whether a message sent by `user` (or carrying `bot_id`) is the bot's own.
+    pub(crate) fn is_me(&self, user: Option<&str>, bot_id: Option<&str>) -> bool {
+        let own_bot = self.bot_id.is_some() && bot_id == self.bot_id.as_deref();
+        own_bot || user.is_some_and(|u| u == self.user_id)
+    }
+}
+
 /// A message to post.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct OutgoingMessage {
@@ -338,8 +346,10 @@ impl SlackWeb {
             }
         };
         let mine = |m: &SlackHistoryMessage| {
-            me.bot_id.is_some() && m.sender.bot_id.as_ref().map(|b| b.to_string()) == me.bot_id
-                || m.sender.user.as_ref().is_some_and(|u| u.0 == me.user_id)
+            me.is_me(
+                m.sender.user.as_ref().map(|u| u.0.as_str()),
+                m.sender.bot_id.as_ref().map(|b| b.0.as_str()),
+            )
         };
         for m in &messages {
             let key = m

@@ -117,14 +117,12 @@ pub(crate) fn path_for(pidfile: &Path) -> PathBuf {
 
 /// Writes `hb` to `path` atomically.
 pub(crate) fn write(path: &Path, hb: &Heartbeat) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(hb).map_err(std::io::Error::other)?;
-    crate::files::write_atomic(path, &bytes, 0o644)
+    crate::files::write_json(path, hb)
 }
 
 /// Reads the heartbeat at `path`; `None` if there is none or it does not parse.
 pub(crate) fn read(path: &Path) -> Option<Heartbeat> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    crate::files::read_json(path)
 }
 
 #[cfg(test)]

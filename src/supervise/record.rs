@@ -37,11 +37,10 @@ pub(crate) fn path_for(pidfile: &Path) -> PathBuf {
 
 /// Writes the record atomically.
 pub(crate) fn write(path: &Path, r: &SupervisorRecord) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
-    crate::files::write_atomic(path, &bytes, 0o644)
+    crate::files::write_json(path, r)
 }
 
 /// Reads the record, if there is a readable one.
 pub(crate) fn read(path: &Path) -> Option<SupervisorRecord> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    crate::files::read_json(path)
 }
