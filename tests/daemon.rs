@@ -35,6 +35,8 @@ impl D {
         self.cmd(&["daemon", "--wait", "20s"]).output().unwrap()
     }
 
+    /// Starts the daemon and waits until both its connections are up: the
+    /// start returns at the first hello, the second follows a moment later.
     fn started(&self) -> u32 {
         let out = self.start();
         assert_eq!(
@@ -42,6 +44,11 @@ impl D {
             Some(0),
             "daemon failed: {}",
             String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            wait_until(secs(5), || self.status().1["connections"] == 2),
+            "{:?}",
+            self.status()
         );
         self.supervisor().expect("a supervisor holds the lock")
     }

@@ -147,14 +147,16 @@ impl Container {
     }
 
     /// Runs a shell script inside and insists it succeeds; returns stdout.
+    /// A failure shows the end of the journal, which says why.
     pub fn ok(&self, script: &str) -> String {
         let out = self.sh(script);
         assert!(
             out.status.success(),
-            "`{script}` failed ({}): {}{}",
+            "`{script}` failed ({}): {}{}\n--- the journal's last lines:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&self.sh("journalctl --no-pager -n 40").stdout)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
