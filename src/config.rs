@@ -79,6 +79,9 @@ pub(crate) struct SlackConfig {
     pub(crate) api_url: String,
     /// How many Socket Mode connections to hold (1..=10).
     pub(crate) connections: u8,
+    /// How long one Web API call may take before it counts as failed.
+    #[serde(deserialize_with = "duration")]
+    pub(crate) call_timeout: Duration,
 }
 
 impl Default for SlackConfig {
@@ -88,6 +91,7 @@ impl Default for SlackConfig {
             bot_token_file: None,
             api_url: "https://slack.com/api".to_string(),
             connections: 2,
+            call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -392,6 +396,15 @@ impl Config {
                     return Err(bad(key, "is empty; remove the key or name a file".into()));
                 }
             }
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&s.call_timeout) {
+            return Err(bad(
+                "slack.call_timeout",
+                format!(
+                    "{} is out of range: use 1s to 5m",
+                    humantime::format_duration(s.call_timeout)
+                ),
+            ));
         }
         const YEAR: Duration = Duration::from_secs(365 * 86_400);
         for (key, d) in [

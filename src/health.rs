@@ -6,7 +6,7 @@
 //! loops write it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,8 @@ pub(crate) struct Health {
     inner: Mutex<Inner>,
     /// Bumped when a connection comes or goes, so the monitor reacts at once.
     changed: watch::Sender<u64>,
+    /// Whether acknowledged envelopes are recorded in the inbox first.
+    durable: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +57,9 @@ pub(crate) struct HealthSnapshot {
     pub(crate) uptime: Duration,
     /// Whether any connection has said hello yet.
     pub(crate) ever_connected: bool,
+    /// Whether acknowledged envelopes are recorded in the inbox first
+    /// (false: acknowledged first, and a crash may lose one).
+    pub(crate) durable: bool,
 }
 
 impl HealthSnapshot {
@@ -72,6 +77,7 @@ impl Health {
             heartbeat_timeout_ms: AtomicU64::new(heartbeat_timeout.as_millis() as u64),
             inner: Mutex::new(Inner::default()),
             changed: watch::Sender::new(0),
+            durable: AtomicBool::new(false),
         }
     }
 
@@ -139,7 +145,18 @@ impl Health {
             events: g.events,
             uptime: self.started.elapsed(),
             ever_connected: g.hellos > 0,
+            durable: self.durable.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether the inbox records acknowledged envelopes now.
+    pub(crate) fn set_durable(&self, on: bool) {
+        self.durable.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the inbox records acknowledged envelopes.
+    pub(crate) fn durable(&self) -> bool {
+        self.durable.load(Ordering::Relaxed)
     }
 
     /// A receiver that wakes whenever a connection comes or goes.

@@ -137,6 +137,7 @@ impl Monitor {
             connections: s.connections,
             fresh: s.fresh,
             heartbeat_timeout_ms: self.health.heartbeat_timeout().as_millis() as u64,
+            durable: s.durable,
         };
         if let Err(e) = heartbeat::write(&self.heartbeat, &hb) {
             tracing::warn!(

@@ -29,6 +29,7 @@ use crate::exit::{ExitCode, HasExitCode};
 use crate::health::Health;
 use crate::monitor::Monitor;
 use crate::settings::{Settings, SettingsRx};
+use crate::slack::handoff::Handoff;
 use crate::slack::pool::{self, PoolCtx, PoolFatal};
 use crate::slack::web::{Identity, SlackWeb, WebError};
 use crate::store::{Durability, SharedStore, Store};
@@ -183,6 +184,9 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
     let mut signals = Signals::install()?;
     let mut hup = signal(SignalKind::hangup()).map_err(ServiceError::Signals)?;
     let notifier = opts.notifier;
+    // Under a supervisor, a SIGTERM may mean that it died (PDEATHSIG): then
+    // this run did not end cleanly, whatever the signal says.
+    let supervisor = matches!(notifier, Notifier::Supervisor(_)).then(nix::unistd::getppid);
     let sup = settings.config.supervise.clone();
     notifier.status("Checking the bot token with Slack (auth.test)");
     let identity = tokio::select! {
@@ -209,7 +213,29 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
 
     let (store, run_id) = open_store(&state_dir, opts.mode).await;
     let health = Arc::new(Health::new(sup.heartbeat_timeout));
-    let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+    // The inbox: its own connection for the socket thread, and what the
+    // previous process left unanswered, handled before anything new.
+    let (inbox, recover_through) = match &store {
+        Some(s) => match (
+            Store::open(&state_dir, Durability::Normal),
+            s.call(|s| s.last_inbox_row()).await,
+        ) {
+            (Ok(w), Ok(last)) => (Some(w), last),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("{e}; events are acknowledged before they are recorded");
+                (None, 0)
+            }
+        },
+        None => (None, 0),
+    };
+    let (inbound_tx, inbound_rx) = mpsc::channel(crate::slack::handoff::QUEUE);
+    let overflow = Arc::new(Notify::new());
+    let handoff = Arc::new(Handoff::new(
+        inbound_tx,
+        inbox,
+        overflow.clone(),
+        health.clone(),
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut info = BotInfo::new(opts.mode, Some(health.clone()));
     info.store = store.clone();
@@ -224,6 +250,7 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
         router: Router::new(Arc::new(info)),
         dedup,
         settings: settings_rx.clone(),
+        store: store.clone(),
     });
     let wake = Arc::new(Notify::new());
     let wake_path = crate::wake::path_for(&opts.pidfile);
@@ -244,12 +271,14 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
     }
     let mut pool_task = spawn_socket_thread(
         settings_rx.clone(),
-        PoolCtx::new(health.clone(), inbound_tx),
+        PoolCtx::new(health.clone(), handoff),
         stop_rx.clone(),
     )?;
     let bot_task = tokio::spawn(bot::serve(
         inbound_rx,
         ctx.clone(),
+        recover_through,
+        overflow,
         stop_rx,
         sup.stop_timeout,
     ));
@@ -327,8 +356,12 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
     }
     let _ = std::fs::remove_file(&hb_path);
     let _ = std::fs::remove_file(&wake_path);
+    let orphaned = supervisor.is_some_and(|p| nix::unistd::getppid() != p);
+    if orphaned {
+        tracing::warn!("the supervisor is gone: this run ends uncleanly");
+    }
     if let (Some(store), Some(run_id)) = (&store, run_id) {
-        let clean = outcome.is_ok();
+        let clean = outcome.is_ok() && !orphaned;
         let ended = store
             .call(move |s| s.end_run(run_id, clean, crate::clock::now_ms()))
             .await;

@@ -48,7 +48,7 @@ impl Settings {
     /// Reads the tokens for an already parsed configuration.
     pub(crate) fn from_config(path: &Path, config: Config) -> Result<Settings, LoadError> {
         let tokens = Tokens::load(&config.slack, config.base_dir.as_deref())?;
-        let web = SlackWeb::new(&config.slack.api_url, &tokens);
+        let web = SlackWeb::new(&config.slack.api_url, &tokens, config.slack.call_timeout);
         Ok(Settings {
             path: path.to_path_buf(),
             config,

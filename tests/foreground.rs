@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
+/// The pid of the bot worker `run` supervises.
+fn worker_of(s: &Setup) -> u32 {
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("run/slackbotd.supervisor")).unwrap())
+            .unwrap();
+    rec["worker_pid"].as_u64().expect("a worker") as u32
+}
+
 /// Starts a bot with `connections` connections and waits until they are live.
 fn started(s: &Setup, connections: u8, heartbeat: &str, extra: &str) -> Proc {
     let cfg = s.config(connections, heartbeat, extra);
@@ -152,7 +160,8 @@ fn a_redelivered_event_is_answered_once() {
     let s = Setup::new();
     let p = started(&s, 2, "30s", "");
     // A stopped bot cannot ack, so Slack redelivers; both copies then arrive.
-    p.signal(libc::SIGSTOP);
+    let worker = worker_of(&s);
+    kill(worker, libc::SIGSTOP);
     let id = s.fake.send_mention("C1", "U1", "ping", None);
     assert!(
         s.fake
@@ -161,7 +170,7 @@ fn a_redelivered_event_is_answered_once() {
             .is_some(),
         "the fake redelivered"
     );
-    p.signal(libc::SIGCONT);
+    kill(worker, libc::SIGCONT);
     assert!(
         s.fake.wait_posts_containing("pong", secs(5)).is_some(),
         "{}",
@@ -430,7 +439,9 @@ fn status_describes_the_foreground_bot() {
     assert_eq!(v["mode"], "run");
     assert_eq!(v["pid"], p.pid());
     assert_eq!(v["connections"], 2);
-    assert!(v["worker_pid"].is_null());
+    // `run` supervises its bot as a worker, as daemon mode does.
+    assert_eq!(v["worker_pid"], worker_of(&s));
+    assert_ne!(v["worker_pid"], v["pid"]);
     let text = String::from_utf8_lossy(&s.output(&cfg, &["status"]).stdout).into_owned();
     assert!(
         text.contains("running (run mode") && text.contains("healthy"),

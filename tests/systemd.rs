@@ -85,6 +85,14 @@ fn main_host_pid(c: &Container) -> u32 {
     c.host_pid(guest).expect("main pid mapped to the host")
 }
 
+/// The host pid of the unit's bot worker (the main process supervises it).
+fn worker_host_pid(c: &Container) -> u32 {
+    let rec: serde_json::Value =
+        serde_json::from_str(&c.ok("cat /run/slackbotd/slackbotd.supervisor")).unwrap();
+    let guest = rec["worker_pid"].as_u64().expect("a worker") as u32;
+    c.host_pid(guest).expect("worker pid mapped to the host")
+}
+
 fn journal(c: &Container) -> String {
     c.ok("journalctl --no-pager -o cat -t slackbotd")
 }
@@ -274,7 +282,10 @@ fn ensure_and_cron_repair_what_systemd_missed() {
     );
     c.ok("systemctl daemon-reload && systemctl restart slackbotd");
     let hung = c.prop(UNIT, "MainPID");
+    // The main process and its worker both frozen: nothing inside can heal itself.
+    let worker = worker_host_pid(&c);
     kill(main_host_pid(&c), libc::SIGSTOP);
+    kill(worker, libc::SIGSTOP);
     std::thread::sleep(Duration::from_millis(7500));
     assert_eq!(
         c.prop(UNIT, "ActiveState"),

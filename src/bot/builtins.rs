@@ -91,6 +91,9 @@ pub(crate) async fn status(info: &BotInfo) -> String {
             s.push_str(&format!(", last frame from Slack {} ago", human(age)));
         }
         s.push_str(&format!("\nevents received: {}", snap.events));
+        if !snap.durable {
+            s.push_str(" (the inbox is not written: a crash may lose an event)");
+        }
     }
     if let Some(store) = &info.store {
         let now = crate::clock::now_ms();

@@ -56,8 +56,9 @@ pub(crate) enum Seen {
 }
 
 impl Seen {
-    /// True the first time `id` is seen within the retention window.
-    pub(crate) async fn first_time(&self, id: &str) -> bool {
+    /// True the first time `id` is seen within the retention window, or
+    /// when inbox row `row` is the one that saw it first (a recovery).
+    pub(crate) async fn first_time(&self, id: &str, row: Option<i64>) -> bool {
         match self {
             Seen::Memory(d) => d.first_time(id),
             Seen::Persistent { store, retention } => {
@@ -73,7 +74,7 @@ impl Seen {
                                 tracing::warn!("cannot prune seen event IDs: {e}");
                             }
                         }
-                        st.first_sighting(&event, now)
+                        st.claim_event(&event, row, now)
                     })
                     .await;
                 match r {

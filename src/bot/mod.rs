@@ -1,9 +1,13 @@
 //! The bot: what happens to an envelope after the socket acknowledged it.
 //!
-//! [`serve`] takes acknowledged envelopes off a channel, decodes them
-//! (`event`), drops redeliveries (`dedup`), and handles each in its own task:
-//! the `router` picks a built-in or an operator command, and `reply` sends
-//! the answer. Nothing here can delay an ack.
+//! [`serve`] is the dispatcher. It takes acknowledged envelopes off the
+//! handoff queue (and, after a restart or when the queue overflowed, out of
+//! the durable inbox), and handles each in a task of its own: it decodes it
+//! (`event`), drops redeliveries (`dedup`), lets the `router` pick a built-in
+//! or an operator command, sends the answer (`reply`), and only then deletes
+//! the envelope from the inbox. At most [`MAX_IN_FLIGHT`] run at once; the
+//! rest wait in the queue or the inbox, not in memory. Nothing here can
+//! delay an ack.
 
 pub(crate) mod access;
 pub(crate) mod announce;
@@ -17,16 +21,23 @@ pub(crate) mod reply;
 pub(crate) mod router;
 pub(crate) mod words;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::settings::SettingsRx;
-use crate::slack::socket::Inbound;
+use crate::slack::envelope::{Envelope, EnvelopeKind};
+use crate::slack::handoff::{Inbound, Recovered};
+use crate::store::SharedStore;
 use event::{Decoded, Origin};
-use router::Router;
+use router::{Reply, Routed, Router};
+
+/// Envelopes handled at once; more wait in the queue or the inbox.
+pub(crate) const MAX_IN_FLIGHT: usize = 64;
 
 /// What every handler task needs.
 #[derive(Debug)]
@@ -37,31 +48,72 @@ pub(crate) struct BotCtx {
     pub(crate) dedup: dedup::Seen,
     /// The live settings (configuration and Web API client).
     pub(crate) settings: SettingsRx,
+    /// The store, with the inbox; none when it could not be opened.
+    pub(crate) store: Option<SharedStore>,
 }
 
 /// Handles envelopes until `stop` turns true, then finishes what was already
-/// acknowledged within `grace` and abandons the rest (logged).
+/// acknowledged within `grace` and abandons the rest (logged). Inbox rows up
+/// to `recover_through`, left by a previous process, are handled first;
+/// `overflow` rings when envelopes did not fit the queue and wait in the
+/// inbox.
 pub(crate) async fn serve(
-    mut inbound: mpsc::UnboundedReceiver<Inbound>,
+    mut inbound: mpsc::Receiver<Inbound>,
     ctx: Arc<BotCtx>,
+    recover_through: i64,
+    overflow: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let mut tasks = JoinSet::new();
+    let mut tasks: JoinSet<Option<i64>> = JoinSet::new();
+    // Inbox rows handed to a task and not answered yet: the queue and the
+    // inbox may both offer the same row.
+    let mut started: HashSet<i64> = HashSet::new();
+    let mut backlog = ctx.store.is_some();
     loop {
+        if backlog && tasks.len() < MAX_IN_FLIGHT {
+            let room = MAX_IN_FLIGHT - tasks.len();
+            let fresh = waiting_in_inbox(&ctx, &started, room).await;
+            if fresh.is_empty() {
+                backlog = false;
+            }
+            for row in fresh {
+                let id = row.id;
+                if let Some(msg) = from_inbox(row, id <= recover_through) {
+                    started.insert(id);
+                    dispatch(msg, &ctx, &mut tasks);
+                }
+            }
+            continue;
+        }
         tokio::select! {
-            msg = inbound.recv() => match msg {
-                Some(m) => dispatch(m, &ctx, &mut tasks),
+            msg = inbound.recv(), if tasks.len() < MAX_IN_FLIGHT => match msg {
+                Some(m) => {
+                    if let Some(id) = m.row {
+                        if !started.insert(id) {
+                            continue;
+                        }
+                    }
+                    dispatch(m, &ctx, &mut tasks);
+                }
                 None => break,
             },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(Some(id)) = done {
+                    started.remove(&id);
+                }
+            }
+            _ = overflow.notified() => backlog = ctx.store.is_some(),
             _ = stop.changed() => break,
         }
     }
-    // Already acknowledged: Slack will not send these again, so handle them.
+    // Already acknowledged: handle what waits in the queue (the inbox keeps
+    // it for the next start, should this one run out of time).
     inbound.close();
     while let Some(m) = inbound.recv().await {
-        dispatch(m, &ctx, &mut tasks);
+        if m.row.is_none_or(|id| started.insert(id)) {
+            dispatch(m, &ctx, &mut tasks);
+        }
     }
     if tasks.is_empty() {
         return;
@@ -83,31 +135,154 @@ pub(crate) async fn serve(
     }
 }
 
-fn dispatch(m: Inbound, ctx: &Arc<BotCtx>, tasks: &mut JoinSet<()>) {
+/// Up to `room` inbox rows that no task has taken yet, oldest first.
+async fn waiting_in_inbox(
+    ctx: &BotCtx,
+    started: &HashSet<i64>,
+    room: usize,
+) -> Vec<crate::store::inbox::Pending> {
+    let Some(store) = &ctx.store else {
+        return Vec::new();
+    };
+    let limit = room + started.len();
+    match store.call(move |s| s.unanswered(0, limit)).await {
+        Ok(rows) => rows
+            .into_iter()
+            .filter(|r| !started.contains(&r.id))
+            .take(room)
+            .collect(),
+        Err(e) => {
+            tracing::error!("cannot read the inbox: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// An inbox row as an envelope to handle again.
+fn from_inbox(row: crate::store::inbox::Pending, recovering: bool) -> Option<Inbound> {
+    let kind = match row.kind.as_str() {
+        "events_api" => EnvelopeKind::EventsApi,
+        "slash_commands" => EnvelopeKind::SlashCommands,
+        "interactive" => EnvelopeKind::Interactive,
+        other => {
+            tracing::warn!(
+                row = row.id,
+                "the inbox holds an envelope of unknown kind {other:?}; dropping it"
+            );
+            return None;
+        }
+    };
+    let payload = match RawValue::from_string(row.payload) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(
+                row = row.id,
+                "an inbox payload does not parse ({e}); dropping it"
+            );
+            return None;
+        }
+    };
+    if recovering {
+        tracing::info!(row = row.id, envelope = %row.envelope_id, "recovered an event acknowledged before the restart; handling it now");
+    }
+    Some(Inbound {
+        envelope: Envelope {
+            envelope_id: row.envelope_id,
+            kind,
+            retry_attempt: row.retry_attempt,
+            retry_reason: row.retry_reason,
+            payload,
+        },
+        row: Some(row.id),
+        recovered: recovering.then_some(Recovered {
+            received_ms: row.received_ms,
+            command: row.command,
+        }),
+    })
+}
+
+fn dispatch(m: Inbound, ctx: &Arc<BotCtx>, tasks: &mut JoinSet<Option<i64>>) {
+    let ctx = ctx.clone();
+    tasks.spawn(async move {
+        let row = m.row;
+        handle(&ctx, m).await;
+        if let (Some(id), Some(store)) = (row, &ctx.store) {
+            if let Err(e) = store.call(move |s| s.mark_answered(id)).await {
+                tracing::error!(
+                    row = id,
+                    "cannot mark an event answered: {e}; it may be handled again after a restart"
+                );
+            }
+        }
+        row
+    });
+}
+
+/// Handles one envelope: decode, de-duplicate, route, reply.
+async fn handle(ctx: &BotCtx, m: Inbound) {
     let env = &m.envelope;
-    let decoded = event::decode(env, &ctx.settings.borrow().identity);
-    let req = match decoded {
+    let settings = ctx.settings.borrow().clone();
+    let req = match event::decode(env, &settings.identity) {
         Decoded::Request(r) => r,
         Decoded::Ignored(why) => {
             tracing::debug!(envelope = %env.envelope_id, "ignored: {why}");
             return;
         }
     };
-    let (retry, reason) = (env.retry_attempt, env.retry_reason.clone());
-    let ctx = ctx.clone();
-    tasks.spawn(async move {
-        if let Some(id) = &req.event_id {
-            if !ctx.dedup.first_time(id).await {
-                tracing::info!(event = %id, retry, %reason, "redelivered event already handled; not answering twice");
-                return;
+    if let Some(id) = &req.event_id {
+        if !ctx.dedup.first_time(id, m.row).await {
+            tracing::info!(event = %id, retry = env.retry_attempt, reason = %env.retry_reason, "redelivered event already handled; not answering twice");
+            return;
+        }
+    }
+    let since = m
+        .recovered
+        .as_ref()
+        .map_or_else(crate::clock::now_ms, |r| r.received_ms);
+    let reply = match m.recovered.as_ref().and_then(|r| r.command.clone()) {
+        Some(cmd) => {
+            tracing::warn!(command = %cmd, user = %req.user, "an operator command was interrupted by the restart; not running it again");
+            Reply {
+                text: format!(
+                    ":warning: `{cmd}` was interrupted by a restart; run it again if you still need it."
+                ),
+                threaded: true,
             }
         }
-        let settings = ctx.settings.borrow().clone();
-        let reply = ctx.router.route(&req, &settings.config).await;
-        let via = if matches!(req.origin, Origin::SlashCommand { .. }) { "response_url" } else { "chat.postMessage" };
-        match reply::deliver(&settings.web, &req, &reply).await {
-            Ok(()) => tracing::debug!(channel = %req.channel, "replied via {via}"),
-            Err(e) => tracing::error!(channel = %req.channel, user = %req.user, "reply could not be delivered via {via}: {e}"),
+        None => {
+            match ctx.router.route(&req, &settings.config).await {
+                Routed::Reply(r) => r,
+                Routed::Command(c) => {
+                    if let (Some(id), Some(store)) = (m.row, &ctx.store) {
+                        let name = c.name().to_string();
+                        if let Err(e) = store.call(move |s| s.mark_running(id, &name)).await {
+                            tracing::warn!(row = id, "cannot note that `{}` starts ({e}); after a crash it could run twice", c.name());
+                        }
+                    }
+                    c.run().await
+                }
+            }
         }
-    });
+    };
+    let via = if matches!(req.origin, Origin::SlashCommand { .. }) {
+        "response_url"
+    } else {
+        "chat.postMessage"
+    };
+    let recovered = m.recovered.is_some();
+    match reply::deliver(
+        &settings.web,
+        &settings.identity,
+        &req,
+        &reply,
+        since,
+        recovered,
+    )
+    .await
+    {
+        Ok(()) => tracing::debug!(channel = %req.channel, "replied via {via}"),
+        Err(e) => {
+            tracing::error!(channel = %req.channel, user = %req.user, "reply could not be delivered via {via}: {e}")
+        }
+    }
 }

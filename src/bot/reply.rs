@@ -2,13 +2,19 @@
 //! `chat.postMessage` in the request's channel and thread. Honours 429
 //! `Retry-After`, retries transient failures with backoff, and logs a
 //! permanent failure instead of retrying it forever.
+//!
+//! A reply to an event carries an idempotency key derived from the event in
+//! its metadata. Before any re-post that might double it (after an answer
+//! that never came, or after a restart) the channel is searched for that key
+//! first, so a reply is posted once. Slash command answers go to a
+//! `response_url`, which has no history to search: they are at least once.
 
 use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::bot::event::{Origin, Request};
 use crate::bot::router::Reply;
-use crate::slack::web::{OutgoingMessage, SlackWeb, WebError};
+use crate::slack::web::{Identity, OutgoingMessage, SlackWeb, WebError};
 
 /// Attempts before a transiently failing reply is given up.
 const ATTEMPTS: u32 = 6;
@@ -23,16 +29,43 @@ pub(crate) fn destination(req: &Request, reply: &Reply) -> OutgoingMessage {
         channel: req.channel.clone(),
         text: reply.text.clone(),
         thread_ts,
-        idempotency_key: None,
+        idempotency_key: req.event_id.as_ref().map(|e| format!("sbd-r-{e}")),
     }
 }
 
-/// Delivers `reply` to `req`, retrying as Slack allows.
-pub(crate) async fn deliver(web: &SlackWeb, req: &Request, reply: &Reply) -> Result<(), WebError> {
+/// Whether an error leaves it open that the post went through.
+fn maybe_posted(e: &WebError) -> bool {
+    !matches!(e, WebError::Api { .. } | WebError::RateLimited { .. })
+}
+
+/// Delivers `reply` to `req`, retrying as Slack allows. `since_ms` is when
+/// the request arrived; with `check_first` (a recovery after a restart) the
+/// channel is searched for the reply before the first post.
+pub(crate) async fn deliver(
+    web: &SlackWeb,
+    me: &Identity,
+    req: &Request,
+    reply: &Reply,
+    since_ms: u64,
+    check_first: bool,
+) -> Result<(), WebError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(20));
     let msg = destination(req, reply);
+    let mut look = check_first && msg.idempotency_key.is_some();
     let mut attempt = 1;
     loop {
+        if look && !matches!(req.origin, Origin::SlashCommand { .. }) {
+            match web.find_posted(&msg, since_ms, me).await {
+                Ok(Some(_)) => {
+                    tracing::info!(channel = %msg.channel, "the reply had reached Slack already; not posting it twice");
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(channel = %msg.channel, "cannot check whether the reply reached Slack ({e}); posting it (at least once)")
+                }
+            }
+        }
         let r = match &req.origin {
             Origin::SlashCommand { response_url, .. } => {
                 web.respond(response_url, &msg.text, None).await
@@ -43,6 +76,7 @@ pub(crate) async fn deliver(web: &SlackWeb, req: &Request, reply: &Reply) -> Res
             Ok(()) => return Ok(()),
             Err(e) if e.is_permanent() || attempt >= ATTEMPTS => return Err(e),
             Err(e) => {
+                look = maybe_posted(&e) && msg.idempotency_key.is_some();
                 let d = backoff.next_delay_at_least(e.retry_after().or(
                     // Slack's 429 without Retry-After: its documented pace.
                     if matches!(e, WebError::RateLimited { .. }) {

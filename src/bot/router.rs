@@ -1,5 +1,10 @@
 //! The command router: one request in, one reply out. Slack messages, slash
 //! commands and console lines all take this same path.
+//!
+//! Routing is split in two: [`Router::route`] decides (a built-in's answer,
+//! a refusal, or an operator command ready to run), and
+//! [`PreparedCommand::run`] runs the command. Between the two, the dispatcher
+//! notes in the inbox that the command starts, so a crash never runs it twice.
 
 use std::sync::Arc;
 
@@ -30,6 +35,58 @@ impl Reply {
     }
 }
 
+/// What routing decided.
+#[derive(Debug)]
+pub(crate) enum Routed {
+    /// The answer, ready.
+    Reply(Reply),
+    /// An operator command, allowed and within its limits, ready to run.
+    Command(Box<PreparedCommand>),
+}
+
+/// An operator command about to run; its slot in the limits is held.
+#[derive(Debug)]
+pub(crate) struct PreparedCommand {
+    /// The command's configuration.
+    cmd: crate::config::CommandConfig,
+    /// The words after its name.
+    args: Vec<String>,
+    /// Who asked, for its environment.
+    caller: Caller,
+    /// The event's JSON, for its stdin.
+    stdin: Vec<u8>,
+    /// The longest reply.
+    reply_limit: usize,
+    /// The slot it holds until it ends.
+    _permit: crate::bot::limits::Permit,
+}
+
+impl PreparedCommand {
+    /// The command's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.cmd.name
+    }
+
+    /// Runs it and turns its outcome into the reply.
+    pub(crate) async fn run(self) -> Reply {
+        let outcome = commands::run(&self.cmd, &self.args, &self.caller, &self.stdin).await;
+        tracing::info!(
+            target: "audit",
+            user = %self.caller.user,
+            channel = %self.caller.channel,
+            command = %self.cmd.name,
+            args = ?self.args,
+            ending = ?outcome.ending,
+            duration_ms = outcome.duration.as_millis() as u64,
+            "ran operator command"
+        );
+        Reply {
+            text: commands::reply_text(&self.cmd.name, &outcome, self.reply_limit),
+            threaded: true,
+        }
+    }
+}
+
 /// Routes requests to built-ins and operator commands.
 #[derive(Debug)]
 pub(crate) struct Router {
@@ -46,12 +103,20 @@ impl Router {
         }
     }
 
-    /// Answers one request under `config`.
-    pub(crate) async fn route(&self, req: &Request, config: &Config) -> Reply {
+    /// Answers one request under `config`, running a command if it asks for one.
+    pub(crate) async fn answer(&self, req: &Request, config: &Config) -> Reply {
+        match self.route(req, config).await {
+            Routed::Reply(r) => r,
+            Routed::Command(c) => c.run().await,
+        }
+    }
+
+    /// Decides what one request gets under `config`.
+    pub(crate) async fn route(&self, req: &Request, config: &Config) -> Routed {
         let text = words::unescape(&req.text);
         let mut words = match words::split(&text) {
             Ok(w) => w,
-            Err(e) => return Reply::plain(format!("I could not read that: {e}.")),
+            Err(e) => return Routed::Reply(Reply::plain(format!("I could not read that: {e}."))),
         };
         if let Origin::SlashCommand { command, .. } = &req.origin {
             let name = command.trim_start_matches('/');
@@ -62,31 +127,32 @@ impl Router {
             }
         }
         let Some(first) = words.first() else {
-            return Reply::plain("Hi! Say `help` to see what I can do.");
+            return Routed::Reply(Reply::plain("Hi! Say `help` to see what I can do."));
         };
         let name = first.to_lowercase();
         let args = &words[1..];
-        match name.as_str() {
+        let reply = match name.as_str() {
             "ping" => Reply::plain(builtins::ping()),
             "help" => Reply::plain(builtins::help(config, &req.user, &req.channel)),
             "status" => Reply::plain(builtins::status(&self.info).await),
             _ => match config.command(&name) {
-                Some(cmd) => self.operator(cmd, args, req, config).await,
+                Some(cmd) => return self.operator(cmd, args, req, config),
                 None => Reply::plain(format!(
                     "I don't know `{}`. Say `help` to see what I can do.",
                     first.replace('`', "'")
                 )),
             },
-        }
+        };
+        Routed::Reply(reply)
     }
 
-    async fn operator(
+    fn operator(
         &self,
         cmd: &crate::config::CommandConfig,
         args: &[String],
         req: &Request,
         config: &Config,
-    ) -> Reply {
+    ) -> Routed {
         let refused = match access::check(cmd, &req.user, &req.channel) {
             Verdict::Allowed => None,
             Verdict::UserRefused => Some("you are not on its allow_users list"),
@@ -94,12 +160,12 @@ impl Router {
         };
         if let Some(why) = refused {
             tracing::warn!(target: "audit", user = %req.user, channel = %req.channel, command = %cmd.name, "refused: {why}");
-            return Reply::plain(format!(
+            return Routed::Reply(Reply::plain(format!(
                 ":no_entry: You may not run `{}` here: {why}.",
                 cmd.name
-            ));
+            )));
         }
-        let _permit = match self.limits.try_acquire(
+        let permit = match self.limits.try_acquire(
             &cmd.name,
             cmd.max_concurrent,
             config.bot.max_concurrent_commands,
@@ -113,32 +179,23 @@ impl Router {
                     Busy::Global { max } => format!("{max} commands are already running"),
                 };
                 tracing::warn!(target: "audit", user = %req.user, channel = %req.channel, command = %cmd.name, "refused as busy: {why}");
-                return Reply::plain(format!(
+                return Routed::Reply(Reply::plain(format!(
                     ":hourglass: Busy: {why}. Try again when it finishes."
-                ));
+                )));
             }
         };
-        let caller = Caller {
-            user: req.user.clone(),
-            channel: req.channel.clone(),
-            team: req.team.clone(),
-        };
-        let stdin = serde_json::to_vec(&req.raw).unwrap_or_default();
-        let outcome = commands::run(cmd, args, &caller, &stdin).await;
-        tracing::info!(
-            target: "audit",
-            user = %req.user,
-            channel = %req.channel,
-            command = %cmd.name,
-            args = ?args,
-            ending = ?outcome.ending,
-            duration_ms = outcome.duration.as_millis() as u64,
-            "ran operator command"
-        );
-        Reply {
-            text: commands::reply_text(&cmd.name, &outcome, config.bot.reply_limit),
-            threaded: true,
-        }
+        Routed::Command(Box::new(PreparedCommand {
+            cmd: cmd.clone(),
+            args: args.to_vec(),
+            caller: Caller {
+                user: req.user.clone(),
+                channel: req.channel.clone(),
+                team: req.team.clone(),
+            },
+            stdin: serde_json::to_vec(&req.raw).unwrap_or_default(),
+            reply_limit: config.bot.reply_limit,
+            _permit: permit,
+        }))
     }
 }
 
@@ -169,22 +226,22 @@ mod tests {
     async fn builtins_answer() {
         let cfg = Config::default();
         assert!(router()
-            .route(&req("PING"), &cfg)
+            .answer(&req("PING"), &cfg)
             .await
             .text
             .contains("pong"));
         assert!(router()
-            .route(&req("help"), &cfg)
+            .answer(&req("help"), &cfg)
             .await
             .text
             .contains("`ping`"));
         assert!(router()
-            .route(&req("nope"), &cfg)
+            .answer(&req("nope"), &cfg)
             .await
             .text
             .contains("don't know `nope`"));
         assert!(router()
-            .route(&req("say 'unbalanced"), &cfg)
+            .answer(&req("say 'unbalanced"), &cfg)
             .await
             .text
             .contains("unbalanced"));
@@ -198,7 +255,7 @@ mod tests {
         )
         .unwrap();
         let r = router()
-            .route(&req("echo 'a b' &amp;&amp; $(id)"), &cfg)
+            .answer(&req("echo 'a b' &amp;&amp; $(id)"), &cfg)
             .await;
         assert_eq!(r.text, "a b && $(id)");
         assert!(r.threaded);
@@ -211,7 +268,7 @@ mod tests {
             "[[command]]\nname=\"echo\"\nrun=[\"/bin/echo\"]\nallow_users=[\"U9\"]\n",
         )
         .unwrap();
-        let r = router().route(&req("echo hi"), &cfg).await;
+        let r = router().answer(&req("echo hi"), &cfg).await;
         assert!(r.text.contains("may not run `echo`"), "{}", r.text);
     }
 
@@ -223,12 +280,12 @@ mod tests {
             command: "/ping".into(),
             response_url: String::new(),
         };
-        assert!(router().route(&r, &cfg).await.text.contains("pong"));
+        assert!(router().answer(&r, &cfg).await.text.contains("pong"));
         r.origin = Origin::SlashCommand {
             command: "/bot".into(),
             response_url: String::new(),
         };
         r.text = "ping".into();
-        assert!(router().route(&r, &cfg).await.text.contains("pong"));
+        assert!(router().answer(&r, &cfg).await.text.contains("pong"));
     }
 }

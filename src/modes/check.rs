@@ -61,7 +61,7 @@ pub(crate) fn check(src: &ConfigSource) -> Result<(), Failure> {
             return Err(Failure::new(e.exit_code(), ""));
         }
     };
-    let web = SlackWeb::new(&config.slack.api_url, &tokens);
+    let web = SlackWeb::new(&config.slack.api_url, &tokens, config.slack.call_timeout);
     let rt = crate::modes::small_runtime()?;
     let mut worst: Option<ExitCode> = None;
     let mut note = |code: ExitCode| {

@@ -73,7 +73,7 @@ pub(crate) fn console(src: &ConfigSource) -> Result<(), Failure> {
             event_id: None,
             raw: serde_json::json!({"type": "console", "text": text, "user": user}),
         };
-        let reply = rt.block_on(router.route(&req, &config));
+        let reply = rt.block_on(router.answer(&req, &config));
         let shown = if interactive {
             format!("bot> {}", reply.text)
         } else {

@@ -234,7 +234,8 @@ fn gather(config: &Config) -> Result<Facts, Failure> {
                 .heartbeat
                 .as_ref()
                 .filter(|h| h.pid == u.main_pid || Some(h.pid) == instance.bot_pid());
-            crate::supervise::heartbeat::hang_reason(hb, since, now, timeout)
+            let limits = crate::supervise::heartbeat::Limits::uniform(timeout);
+            crate::supervise::heartbeat::hang_reason(hb, since, now, limits)
         }
         None => instance.hang(now, timeout),
     };

@@ -36,21 +36,28 @@ pub(crate) struct Report {
     pub(crate) last_exit: Option<Exit>,
     /// Queue depth and age, from the state store.
     pub(crate) outbox: Option<QueueStats>,
+    /// Acknowledged events not yet answered, from the state store.
+    pub(crate) inbox: Option<u64>,
 }
 
 impl Report {
     /// Gathers the facts for a configuration.
     pub(crate) fn gather(config: &Config) -> std::io::Result<Report> {
         let instance = Instance::read(&config.daemon.pidfile)?;
-        let (last_exit, outbox) = match Store::open_existing(&config.daemon.state_dir) {
-            Some(Ok(mut s)) => (s.last_unclean_exit().ok().flatten(), s.queue_stats().ok()),
-            _ => (None, None),
+        let (last_exit, outbox, inbox) = match Store::open_existing(&config.daemon.state_dir) {
+            Some(Ok(mut s)) => (
+                s.last_unclean_exit().ok().flatten(),
+                s.queue_stats().ok(),
+                s.inbox_depth().ok(),
+            ),
+            _ => (None, None, None),
         };
         Ok(Report {
             healthy: instance.healthy(now_ms()),
             instance,
             last_exit,
             outbox,
+            inbox,
         })
     }
 
@@ -98,7 +105,19 @@ impl Report {
             "outbox_depth": self.outbox.map(|q| q.depth),
             "outbox_oldest_age_s": self.outbox.and_then(|q| q.oldest_ms).map(|t| now.saturating_sub(t) as f64 / 1000.0),
             "outbox_failed": self.outbox.map(|q| q.failed),
+            "inbox_depth": self.inbox,
+            "durable_inbox": hb.map(|h| h.durable),
         })
+    }
+
+    /// The inbox line, when events wait for an answer.
+    fn inbox_line(&self) -> Option<String> {
+        match self.inbox? {
+            0 => None,
+            n => Some(format!(
+                "\n  inbox: {n} acknowledged event(s) not answered yet"
+            )),
+        }
     }
 
     /// The outbox line, if there is a store.
@@ -122,6 +141,9 @@ impl Report {
         let mut s = self.text_without_outbox();
         if let Some(o) = self.outbox_line(now_ms()) {
             s.push_str(&o);
+        }
+        if let Some(i) = self.inbox_line() {
+            s.push_str(&i);
         }
         s
     }
@@ -181,6 +203,9 @@ impl Report {
                         "\n  the heartbeat was last written {:.0}s ago: the bot is hung",
                         now.saturating_sub(h.written_ms) as f64 / 1000.0
                     ));
+                }
+                if !h.durable {
+                    s.push_str("\n  the inbox is not written: events are acknowledged before they are recorded, and a crash may lose one");
                 }
             }
             None => s.push_str("\n  no heartbeat yet: still connecting to Slack"),

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::envelope::DisconnectReason;
-use super::socket::{self, ConnHandle, Inbound, OpenError, Signal};
+use super::handoff::Handoff;
+use super::socket::{self, ConnHandle, OpenError, Signal};
 use super::web::SlackWeb;
 use super::web::WebError;
 use crate::backoff::Backoff;
@@ -58,19 +59,17 @@ pub(crate) struct PoolCtx {
     /// Health, written by the connections.
     pub(crate) health: Arc<Health>,
     /// Where acknowledged envelopes go.
-    pub(crate) inbound: mpsc::UnboundedSender<Inbound>,
+    pub(crate) handoff: Arc<Handoff>,
+    /// The next connection's number.
     next_id: AtomicU64,
 }
 
 impl PoolCtx {
-    /// A context sending envelopes to `inbound`.
-    pub(crate) fn new(
-        health: Arc<Health>,
-        inbound: mpsc::UnboundedSender<Inbound>,
-    ) -> Arc<PoolCtx> {
+    /// A context handing envelopes over through `handoff`.
+    pub(crate) fn new(health: Arc<Health>, handoff: Arc<Handoff>) -> Arc<PoolCtx> {
         Arc::new(PoolCtx {
             health,
-            inbound,
+            handoff,
             next_id: AtomicU64::new(1),
         })
     }
@@ -225,7 +224,7 @@ async fn open_retrying<S: PoolSettings>(
                     id,
                     ws,
                     ctx.health.clone(),
-                    ctx.inbound.clone(),
+                    ctx.handoff.clone(),
                 )));
             }
             Err(OpenError::Web(e)) if e.is_auth_failure() => return Err(PoolFatal::Auth(e)),

@@ -1,9 +1,10 @@
 //! One Socket Mode connection: open it, then drive it.
 //!
 //! The loop acknowledges every envelope the moment it arrives, before anything
-//! looks at its payload, and hands the envelope on through a channel, so no
-//! handler can ever delay an ack. Frames that arrive back to back are acked
-//! together with one flush. It pings Slack four times per heartbeat
+//! looks at its payload, and hands the envelope on (see `handoff`: recorded,
+//! acked, queued), so no handler can ever delay an ack. Frames that arrive
+//! back to back are recorded with one commit and acked together with one
+//! flush. It pings Slack four times per heartbeat
 //! timeout and reports the connection stale when nothing at all (event, ping
 //! or pong) arrived for a whole timeout: that is how a half-open TCP link is
 //! found. It never reconnects by itself: the pool decides that.
@@ -18,6 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::envelope::{ack, parse_frame, salvage_envelope_id, DisconnectReason, Envelope, Frame};
+use super::handoff::{Handoff, Inbound};
 use super::web::{SlackWeb, WebError};
 use crate::health::Health;
 
@@ -28,13 +30,6 @@ pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames read back to back before their acks are flushed.
 const ACK_BATCH: usize = 64;
-
-/// An envelope as it arrived.
-#[derive(Debug, Clone)]
-pub(crate) struct Inbound {
-    /// The envelope (already acknowledged).
-    pub(crate) envelope: Envelope,
-}
 
 /// What Slack said in its `hello`.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,16 +172,11 @@ impl ConnHandle {
 }
 
 /// Runs an opened connection in its own task.
-pub(crate) fn spawn(
-    id: u64,
-    ws: Ws,
-    health: Arc<Health>,
-    inbound: mpsc::UnboundedSender<Inbound>,
-) -> ConnHandle {
+pub(crate) fn spawn(id: u64, ws: Ws, health: Arc<Health>, handoff: Arc<Handoff>) -> ConnHandle {
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let (close_tx, close_rx) = oneshot::channel();
     health.connected(id);
-    tokio::spawn(drive(id, ws, health, inbound, sig_tx, close_rx));
+    tokio::spawn(drive(id, ws, health, handoff, sig_tx, close_rx));
     ConnHandle {
         id,
         opened: Instant::now(),
@@ -228,7 +218,7 @@ async fn drive(
     id: u64,
     ws: Ws,
     health: Arc<Health>,
-    inbound: mpsc::UnboundedSender<Inbound>,
+    handoff: Arc<Handoff>,
     signals: mpsc::UnboundedSender<Signal>,
     mut close: oneshot::Receiver<()>,
 ) {
@@ -255,6 +245,7 @@ async fn drive(
                 // written together, then flushed once.
                 let mut msg = msg;
                 let mut handled = 0;
+                let mut batch: Vec<Envelope> = Vec::new();
                 let ended = loop {
                     let m = match msg {
                         None => break Some("closed by Slack".to_string()),
@@ -264,7 +255,7 @@ async fn drive(
                     health.frame(id);
                     match m {
                         Message::Text(text) => {
-                            if let Err(e) = on_text(id, &text, &mut sink, &health, &inbound, &signals).await {
+                            if let Err(e) = on_text(id, &text, &mut sink, &handoff, &signals, &mut batch).await {
                                 break Some(e);
                             }
                         }
@@ -286,12 +277,17 @@ async fn drive(
                         None => break None,
                     }
                 };
+                let acked = match ack_batch(id, batch, &mut sink, &health, &handoff).await {
+                    Ok(a) => a,
+                    Err(e) => break e,
+                };
                 if let Some(why) = ended {
                     let _ = tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await;
+                    hand_over(&handoff, acked);
                     break why;
                 }
                 match tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => hand_over(&handoff, acked),
                     Ok(Err(e)) => break format!("ack failed: {e}"),
                     Err(_) => break format!("an ack did not go out within {}s", SEND_TIMEOUT.as_secs()),
                 }
@@ -316,26 +312,81 @@ async fn drive(
     let _ = signals.send(Signal::Ended(why));
 }
 
-/// Handles one text frame: ack first, then hand on.
+/// An acknowledged envelope waiting for the flush, with its inbox row or
+/// its place in the queue.
+type Acked<'a> = (
+    Envelope,
+    Option<i64>,
+    Option<tokio::sync::mpsc::Permit<'a, Inbound>>,
+);
+
+/// Records a batch in the inbox, then queues its acks (flushed by the caller).
+/// An envelope that is neither recorded nor sure of a place in the queue is
+/// not acknowledged: Slack delivers it again.
+async fn ack_batch<'a>(
+    id: u64,
+    batch: Vec<Envelope>,
+    sink: &mut futures_util::stream::SplitSink<Ws, Message>,
+    health: &Health,
+    handoff: &'a Handoff,
+) -> Result<Vec<Acked<'a>>, String> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = handoff.record(&batch);
+    let mut acked = Vec::with_capacity(batch.len());
+    for (envelope, row) in batch.into_iter().zip(rows) {
+        let permit = match row {
+            Some(_) => None,
+            None => match handoff.reserve() {
+                Some(p) => Some(p),
+                None => {
+                    tracing::warn!(conn = id, envelope = %envelope.envelope_id, "the bot is busy and the inbox unavailable: not acknowledging, so Slack delivers it again");
+                    continue;
+                }
+            },
+        };
+        feed(sink, Message::Text(ack(&envelope.envelope_id).into())).await?;
+        health.event();
+        tracing::debug!(conn = id, envelope = %envelope.envelope_id, kind = envelope.kind.as_str(), retry = envelope.retry_attempt, row, "envelope acknowledged");
+        acked.push((envelope, row, permit));
+    }
+    Ok(acked)
+}
+
+/// After the flush: each acknowledged envelope to the dispatcher.
+fn hand_over(handoff: &Handoff, acked: Vec<Acked<'_>>) {
+    for (envelope, row, permit) in acked {
+        let msg = Inbound {
+            envelope,
+            row,
+            recovered: None,
+        };
+        match permit {
+            Some(p) => p.send(msg),
+            None => handoff.offer(msg),
+        }
+    }
+}
+
+/// Handles one text frame: an envelope joins the batch; the rest is
+/// answered here.
 async fn on_text(
     id: u64,
     text: &str,
     sink: &mut futures_util::stream::SplitSink<Ws, Message>,
-    health: &Health,
-    inbound: &mpsc::UnboundedSender<Inbound>,
+    handoff: &Handoff,
     signals: &mpsc::UnboundedSender<Signal>,
+    batch: &mut Vec<Envelope>,
 ) -> Result<(), String> {
     match parse_frame(text) {
         Ok(Frame::Envelope(envelope)) => {
-            if inbound.is_closed() {
+            if handoff.is_closed() {
                 // Stopping: nobody would handle it. Unacknowledged, Slack
                 // delivers it again, to the next bot.
                 return Ok(());
             }
-            feed(sink, Message::Text(ack(&envelope.envelope_id).into())).await?;
-            health.event();
-            tracing::debug!(conn = id, envelope = %envelope.envelope_id, kind = envelope.kind.as_str(), retry = envelope.retry_attempt, "envelope acknowledged");
-            let _ = inbound.send(Inbound { envelope });
+            batch.push(envelope);
         }
         Ok(Frame::Disconnect { reason }) => {
             tracing::info!(conn = id, "Slack sent disconnect ({reason})");

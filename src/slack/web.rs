@@ -19,8 +19,6 @@ use crate::secrets::{Token, Tokens};
 /// The slack-morphism connector type used everywhere.
 pub(crate) type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
-/// How long one Web API call may take.
-pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Web API calls in flight at once. Slack paces posts per channel anyway;
 /// more parallel calls only open more connections (over http1) and memory.
 pub(crate) const MAX_CONCURRENT_CALLS: usize = 8;
@@ -178,6 +176,7 @@ pub(crate) struct SlackWeb {
     client: Arc<SlackClient<Connector>>,
     calls: Arc<tokio::sync::Semaphore>,
     api_url: String,
+    timeout: Duration,
     bot: SlackApiToken,
     app: SlackApiToken,
 }
@@ -207,9 +206,11 @@ fn api_token(t: &Token) -> SlackApiToken {
 }
 
 impl SlackWeb {
-    /// A client for `api_url` (no trailing slash) with these tokens.
-    pub(crate) fn new(api_url: &str, tokens: &Tokens) -> SlackWeb {
+    /// A client for `api_url` (no trailing slash) with these tokens; each
+    /// call may take up to `timeout`.
+    pub(crate) fn new(api_url: &str, tokens: &Tokens, timeout: Duration) -> SlackWeb {
         SlackWeb {
+            timeout,
             client: Arc::new(SlackClient::new(connector(api_url))),
             calls: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
             api_url: api_url.to_string(),
@@ -224,11 +225,11 @@ impl SlackWeb {
         fut: impl std::future::Future<Output = ClientResult<T>>,
     ) -> Result<T, WebError> {
         let _slot = self.calls.acquire().await;
-        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        match tokio::time::timeout(self.timeout, fut).await {
             Err(_) => Err(WebError::Unreachable {
                 method,
                 url: self.api_url.clone(),
-                detail: format!("no answer within {}s", CALL_TIMEOUT.as_secs()),
+                detail: format!("no answer within {}", crate::clock::short(self.timeout)),
             }),
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.sort(method, e)),

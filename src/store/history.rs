@@ -102,13 +102,14 @@ impl Store {
     ) -> Result<i64, StoreError> {
         self.run(|c| {
             let tx = c.transaction()?;
-            let prev: Option<(i64, Option<i64>, i64)> = tx
-                .query_row("SELECT started_ms, ended_ms, pid FROM runs ORDER BY id DESC LIMIT 1", [], |r| {
+            let prev: Option<(i64, Option<bool>, i64)> = tx
+                .query_row("SELECT started_ms, clean, pid FROM runs ORDER BY id DESC LIMIT 1", [], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?;
-            if let Some((started, None, pid)) = prev {
-                let explained: i64 = tx.query_row("SELECT COUNT(*) FROM exits WHERE at_ms >= ?1", [started], |r| r.get(0))?;
+            // Never ended (killed), or ended knowing it was not clean (orphaned).
+            if let Some((started, None | Some(false), pid)) = prev {
+                let explained: i64 = tx.query_row("SELECT COUNT(*) FROM exits WHERE at_ms > ?1", [started], |r| r.get(0))?;
                 if explained == 0 {
                     tx.execute(
                         "INSERT INTO exits(at_ms, mode, cause, clean, announced) VALUES(?1, ?2, ?3, 0, 0)",
@@ -197,12 +198,17 @@ mod tests {
             "a clean end is no exit"
         );
         // pid 11 dies without a word; pid 12 starts.
-        s.begin_run(12, "run", 5000).unwrap();
+        let r12 = s.begin_run(12, "run", 5000).unwrap();
         let e = s.unannounced_exits().unwrap();
         assert_eq!(e.len(), 1);
         assert!(e[0].cause.contains("pid 11"), "{}", e[0].cause);
         s.mark_announced(e[0].id).unwrap();
         assert!(s.unannounced_exits().unwrap().is_empty());
+        // pid 12 knows its end is not clean (its supervisor died): it counts too.
+        s.end_run(r12, false, 6000).unwrap();
+        s.begin_run(13, "run", 7000).unwrap();
+        let e = s.unannounced_exits().unwrap();
+        assert!(e.len() == 1 && e[0].cause.contains("pid 12"), "{e:?}");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub(crate) mod dedup;
 pub(crate) mod history;
+pub(crate) mod inbox;
 pub(crate) mod outbox;
 mod shared;
 
@@ -236,13 +237,25 @@ impl Store {
             .map_err(|e| classify(&self.path, e))?;
         }
         if from < 2 {
-            // The restart history moved here from the supervisor's JSON record.
+            // The restart history moved here from the supervisor's JSON
+            // record; the durable inbox; who claimed each event.
             tx.execute_batch(
                 "ALTER TABLE exits ADD COLUMN code INTEGER;
                  ALTER TABLE exits ADD COLUMN signal INTEGER;
                  ALTER TABLE exits ADD COLUMN hang INTEGER NOT NULL DEFAULT 0;
                  ALTER TABLE exits ADD COLUMN lifetime_ms INTEGER;
-                 ALTER TABLE exits ADD COLUMN downtime_ms INTEGER;",
+                 ALTER TABLE exits ADD COLUMN downtime_ms INTEGER;
+                 CREATE TABLE IF NOT EXISTS inbox (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    envelope_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    retry_attempt INTEGER NOT NULL,
+                    retry_reason TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    received_ms INTEGER NOT NULL,
+                    command TEXT
+                 );
+                 ALTER TABLE dedup ADD COLUMN inbox_id INTEGER;",
             )
             .map_err(|e| classify(&self.path, e))?;
         }

@@ -73,8 +73,14 @@ mod tests {
             .await
             .unwrap();
         assert_ne!(me, there, "the query ran on the store thread");
-        let first = shared.call(|s| s.first_sighting("Ev1", 1)).await.unwrap();
-        let again = shared.call(|s| s.first_sighting("Ev1", 2)).await.unwrap();
+        let first = shared
+            .call(|s| s.claim_event("Ev1", None, 1))
+            .await
+            .unwrap();
+        let again = shared
+            .call(|s| s.claim_event("Ev1", None, 2))
+            .await
+            .unwrap();
         assert!(first && !again);
     }
 }

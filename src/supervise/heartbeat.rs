@@ -40,6 +40,9 @@ pub(crate) struct Heartbeat {
     pub(crate) fresh: usize,
     /// The heartbeat timeout in force (ms), so readers judge by the bot's own.
     pub(crate) heartbeat_timeout_ms: u64,
+    /// Whether acknowledged envelopes are recorded in the inbox first.
+    #[serde(default)]
+    pub(crate) durable: bool,
 }
 
 /// Why a bot counts as hung or deaf.
@@ -67,29 +70,51 @@ impl fmt::Display for Hang {
     }
 }
 
+/// How long each kind of silence may last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// No frame from Slack for longer than this: deaf.
+    pub(crate) deaf: Duration,
+    /// The heartbeat not rewritten for longer than this: frozen. The file is
+    /// rewritten every second, so a supervisor that must beat a watchdog
+    /// may judge this sooner than deafness.
+    pub(crate) silent: Duration,
+}
+
+impl Limits {
+    /// The same limit for both.
+    pub(crate) fn uniform(timeout: Duration) -> Limits {
+        Limits {
+            deaf: timeout,
+            silent: timeout,
+        }
+    }
+}
+
 /// The hang rule. `hb` is the bot's latest heartbeat (already matched to the
-/// bot's pid), `since_ms` when that bot started, `timeout` how long a silence
-/// may last. A bot that is still connecting gets [`STARTUP_GRACE`] at least.
+/// bot's pid), `since_ms` when that bot started. A bot that is still starting
+/// or connecting gets [`STARTUP_GRACE`] at least.
 pub(crate) fn hang_reason(
     hb: Option<&Heartbeat>,
     since_ms: u64,
     now_ms: u64,
-    timeout: Duration,
+    limits: Limits,
 ) -> Option<Hang> {
     let age = |t: u64| Duration::from_millis(now_ms.saturating_sub(t));
-    let running = age(since_ms);
+    let grace = limits.deaf.max(STARTUP_GRACE);
     let Some(h) = hb else {
-        return (running > timeout).then_some(Hang::NoHeartbeat(running));
+        let running = age(since_ms);
+        return (running > grace).then_some(Hang::NoHeartbeat(running));
     };
-    if age(h.written_ms) > timeout {
+    if age(h.written_ms) > limits.silent {
         return Some(Hang::Silent(age(h.written_ms)));
     }
     match h.last_frame_ms {
-        Some(t) if age(t) > timeout => Some(Hang::Deaf(age(t))),
+        Some(t) if age(t) > limits.deaf => Some(Hang::Deaf(age(t))),
         Some(_) => None,
         None => {
             let running = age(since_ms.max(h.started_ms));
-            (running > timeout.max(STARTUP_GRACE)).then_some(Hang::NeverConnected(running))
+            (running > grace).then_some(Hang::NeverConnected(running))
         }
     }
 }
@@ -100,7 +125,13 @@ impl Heartbeat {
     pub(crate) fn is_fresh(&self, now_ms: u64) -> bool {
         let timeout = Duration::from_millis(self.heartbeat_timeout_ms);
         self.last_frame_ms.is_some()
-            && hang_reason(Some(self), self.started_ms, now_ms, timeout).is_none()
+            && hang_reason(
+                Some(self),
+                self.started_ms,
+                now_ms,
+                Limits::uniform(timeout),
+            )
+            .is_none()
     }
 
     /// Age of the newest Slack frame, in seconds.
@@ -142,6 +173,7 @@ mod tests {
             connections: 1,
             fresh: 1,
             heartbeat_timeout_ms: 1000,
+            durable: true,
         }
     }
 
@@ -166,11 +198,13 @@ mod tests {
             ),
             // just started, no heartbeat yet
             (None, NOW - 500, None),
+            // no heartbeat yet, within the startup grace
+            (None, NOW - 20_000, None),
             // no heartbeat long after the start
             (
                 None,
-                NOW - 3000,
-                Some(Hang::NoHeartbeat(Duration::from_millis(3000))),
+                NOW - 40_000,
+                Some(Hang::NoHeartbeat(Duration::from_secs(40))),
             ),
             // never connected, within the startup grace
             (Some(hb(100, None)), NOW - 20_000, None),
@@ -180,14 +214,31 @@ mod tests {
             if let Some(h) = h.as_mut() {
                 h.started_ms = *since;
             }
-            assert_eq!(&hang_reason(h.as_ref(), *since, NOW, t), want, "{h:?}");
+            assert_eq!(
+                &hang_reason(h.as_ref(), *since, NOW, Limits::uniform(t)),
+                want,
+                "{h:?}"
+            );
         }
         // never connected, past the grace
         let mut h = hb(100, None);
         h.started_ms = NOW - 40_000;
         assert_eq!(
-            hang_reason(Some(&h), NOW - 40_000, NOW, t),
+            hang_reason(Some(&h), NOW - 40_000, NOW, Limits::uniform(t)),
             Some(Hang::NeverConnected(Duration::from_secs(40)))
+        );
+        // a supervisor racing a watchdog judges a frozen bot sooner than a deaf one
+        let quick = Limits {
+            deaf: Duration::from_secs(90),
+            silent: Duration::from_secs(2),
+        };
+        assert_eq!(
+            hang_reason(Some(&hb(2500, Some(100))), since, NOW, quick),
+            Some(Hang::Silent(Duration::from_millis(2500)))
+        );
+        assert_eq!(
+            hang_reason(Some(&hb(100, Some(60_000))), since, NOW, quick),
+            None
         );
         assert_eq!(
             Hang::Deaf(Duration::from_millis(2500)).to_string(),

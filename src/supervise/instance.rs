@@ -94,7 +94,7 @@ impl Instance {
             self.heartbeat.as_ref(),
             self.bot_since_ms(now_ms),
             now_ms,
-            timeout,
+            heartbeat::Limits::uniform(timeout),
         )
     }
 }

@@ -110,6 +110,8 @@ struct Supervisor {
     started: Instant,
     /// Whether systemd has heard READY=1 from us.
     told_ready: bool,
+    /// systemd's watchdog interval for us, if it watches.
+    watchdog: Option<Duration>,
 }
 
 /// Runs the supervisor until told to stop or the worker exits 78; returns
@@ -164,6 +166,7 @@ pub(crate) fn supervise(
         store,
         started: Instant::now(),
         told_ready: false,
+        watchdog: systemd::watchdog_interval(),
     };
     let code = s.run();
     s.rec.worker_pid = None;
@@ -266,6 +269,8 @@ impl Supervisor {
                     return code.0;
                 }
                 Next::Restart(delay) => {
+                    self.upstream
+                        .status(&format!("Restarting the bot after {cause}"));
                     self.rec.restarts += 1;
                     self.pending_downtime = Some((exit_id, Instant::now()));
                     tracing::warn!(
@@ -300,7 +305,8 @@ impl Supervisor {
             .arg(&self.plan.config_path)
             .arg("worker")
             .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
+            // The worker keeps $WATCHDOG_USEC to pace its notifications,
+            // which reach systemd through us.
             .env_remove("WATCHDOG_PID")
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")
@@ -413,13 +419,15 @@ impl Supervisor {
             if w.stop.is_none() && Instant::now() >= next_check {
                 next_check = Instant::now() + Duration::from_millis(250);
                 let hb = heartbeat::read(&self.hb_path).filter(|h| h.pid == w.pid);
-                if let Some(why) = heartbeat::hang_reason(
-                    hb.as_ref(),
-                    w.started_ms,
-                    now_ms(),
-                    self.sup.heartbeat_timeout,
-                ) {
-                    tracing::warn!("worker {} looks hung ({why}); sending SIGTERM", w.pid);
+                if let Some(why) =
+                    heartbeat::hang_reason(hb.as_ref(), w.started_ms, now_ms(), self.limits())
+                {
+                    tracing::warn!(
+                        "worker {} looks hung ({why}): unhealthy, the watchdog is no longer fed; sending SIGTERM",
+                        w.pid
+                    );
+                    self.upstream
+                        .status(&format!("Unhealthy: {why}; restarting the bot"));
                     w.hang = Some(why);
                     w.stop = Some(Escalation::begin(&[w.pid], self.stop_grace()));
                 }
@@ -433,6 +441,21 @@ impl Supervisor {
                     );
                 }
             }
+        }
+    }
+
+    /// The hang rule's limits. Under a watchdog, a frozen worker (its
+    /// heartbeat not rewritten) is replaced within half the watchdog
+    /// interval, so systemd never has to restart the whole unit for it.
+    fn limits(&self) -> heartbeat::Limits {
+        let timeout = self.sup.heartbeat_timeout;
+        let silent = match self.watchdog {
+            Some(w) => timeout.min((w / 2).max(Duration::from_secs(2))),
+            None => timeout,
+        };
+        heartbeat::Limits {
+            deaf: timeout,
+            silent,
         }
     }
 
