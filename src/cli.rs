@@ -47,6 +47,10 @@ pub(crate) enum Command {
         /// How long to wait for it to let go of the lock
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
+        /// Keep it stopped this long (maintenance); `ensure` starts it again
+        /// afterwards. Without it, it stays stopped until started again
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        for_: Option<Duration>,
     },
     /// What runs, since when, restarts, health; exit codes follow LSB
     Status {
@@ -138,6 +142,14 @@ impl Cli {
     }
 }
 
+/// The longest duration any option takes.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. \"30s\" or \"2m\")"))
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. \"30s\" or \"2m\")"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s} is longer than a year"));
+    }
+    Ok(d)
 }

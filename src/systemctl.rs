@@ -6,6 +6,23 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
+/// Where unit files live, in systemd's order.
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+];
+
+/// A unit file named `unit` on disk, whether or not systemd runs or loaded it.
+pub(crate) fn unit_file(unit: &str) -> Option<std::path::PathBuf> {
+    UNIT_DIRS
+        .iter()
+        .map(|d| Path::new(d).join(unit))
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
+}
+
 /// Whether the machine was booted with systemd (sd_booted(3)).
 pub(crate) fn booted() -> bool {
     Path::new("/run/systemd/system").is_dir()
@@ -30,8 +47,13 @@ pub(crate) struct UnitState {
     pub(crate) exec_main_start_monotonic: u64,
     /// The main process's exit status (its code, or its signal number).
     pub(crate) exec_main_status: i32,
-    /// When the main process exited (CLOCK_MONOTONIC, µs), 0 when unknown.
+    /// When the main process exited (CLOCK_MONOTONIC, µs), 0 when it has
+    /// not exited since boot.
     pub(crate) exec_main_exit_monotonic: u64,
+    /// `enabled`, `disabled`, `masked`, `static`, …
+    pub(crate) unit_file_state: String,
+    /// The unit file systemd read, when it found one.
+    pub(crate) fragment_path: String,
 }
 
 impl UnitState {
@@ -78,7 +100,7 @@ pub(crate) fn show(unit: &str) -> Result<UnitState, SystemctlError> {
     let out = systemctl(&[
         "show",
         unit,
-        "--property=LoadState,ActiveState,SubState,Result,MainPID,NRestarts,ExecMainStartTimestampMonotonic,ExecMainStatus,ExecMainExitTimestampMonotonic",
+        "--property=LoadState,ActiveState,SubState,Result,MainPID,NRestarts,ExecMainStartTimestampMonotonic,ExecMainStatus,ExecMainExitTimestampMonotonic,UnitFileState,FragmentPath",
     ])?;
     let props: HashMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
     let get = |k: &str| props.get(k).copied().unwrap_or("").to_string();
@@ -92,6 +114,8 @@ pub(crate) fn show(unit: &str) -> Result<UnitState, SystemctlError> {
         exec_main_start_monotonic: get("ExecMainStartTimestampMonotonic").parse().unwrap_or(0),
         exec_main_status: get("ExecMainStatus").parse().unwrap_or(0),
         exec_main_exit_monotonic: get("ExecMainExitTimestampMonotonic").parse().unwrap_or(0),
+        unit_file_state: get("UnitFileState"),
+        fragment_path: get("FragmentPath"),
     })
 }
 

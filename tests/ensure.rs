@@ -181,3 +181,61 @@ fn a_failing_start_is_reported_on_stderr_and_syslog() {
         e.syslog.lines()
     );
 }
+
+#[test]
+fn a_deliberate_stop_sticks_until_the_daemon_is_started_again() {
+    let e = E::new("30s");
+    assert!(silent(&e.ensure()));
+    assert!(e.holder().is_some(), "started");
+    let out = e.cmd(&["stop"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("leaves it stopped"));
+    for _ in 0..3 {
+        assert!(silent(&e.ensure()));
+        assert_eq!(e.holder(), None, "left stopped");
+    }
+    let said = e
+        .syslog
+        .lines()
+        .iter()
+        .filter(|l| l.contains("stopped on purpose (by "))
+        .count();
+    assert_eq!(said, 1, "said once, not every run: {:?}", e.syslog.lines());
+    let status = e.cmd(&["status"]).output().unwrap();
+    assert_eq!(status.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("stopped on purpose (by "),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    // Started by hand: the mark is gone, and ensure keeps it running again.
+    let out = e.cmd(&["daemon"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let pid = e.holder().unwrap();
+    e.cmd(&["stop"]).output().unwrap();
+    assert!(std::fs::read_dir(e.s.path("state"))
+        .unwrap()
+        .any(|f| f.unwrap().file_name() == "stopped.json"));
+    e.cmd(&["daemon"]).output().unwrap();
+    assert_ne!(e.holder(), Some(pid));
+    kill(e.holder().unwrap(), libc::SIGKILL);
+    assert!(wait_until(secs(5), || e.holder().is_none()));
+    assert!(silent(&e.ensure()));
+    assert!(e.holder().is_some(), "a crash is repaired");
+}
+
+#[test]
+fn a_maintenance_window_ends_on_time() {
+    let e = E::new("30s");
+    assert!(silent(&e.ensure()));
+    let out = e.cmd(&["stop", "--for", "3s"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("for 3s"));
+    let status = String::from_utf8_lossy(&e.cmd(&["status"]).output().unwrap().stdout).into_owned();
+    assert!(status.contains(", until "), "{status}");
+    assert!(silent(&e.ensure()));
+    assert_eq!(e.holder(), None, "inside the window");
+    std::thread::sleep(Duration::from_millis(3200));
+    assert!(silent(&e.ensure()));
+    assert!(e.holder().is_some(), "after the window");
+}

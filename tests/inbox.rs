@@ -16,28 +16,8 @@ fn worker_of(s: &Setup) -> Option<u32> {
     rec["worker_pid"].as_u64().map(|p| p as u32)
 }
 
-/// How many replies each event got, by the idempotency key the bot derives
-/// from the event.
 fn replies_per_event(s: &Setup) -> HashMap<String, usize> {
     replies_in(&s.fake.snapshot())
-}
-
-/// The same, from a snapshot (inside `wait_for`, which holds the fake's lock).
-fn replies_in(snap: &fake_slack::Snapshot) -> HashMap<String, usize> {
-    let mut n = HashMap::new();
-    for p in &snap.posts {
-        let key = p
-            .metadata
-            .as_ref()
-            .and_then(|m| m.pointer("/event_payload/idempotency_key"))
-            .and_then(|k| k.as_str())
-            .and_then(|k| k.strip_prefix("sbd-r-"))
-            .map(str::to_string);
-        if let Some(k) = key {
-            *n.entry(k).or_insert(0) += 1;
-        }
-    }
-    n
 }
 
 #[test]

@@ -210,8 +210,20 @@ fn ensure_and_cron_repair_what_systemd_missed() {
     ensure();
     assert_eq!(c.prop(UNIT, "MainPID"), pid);
 
-    // Stopped: started.
-    c.ok("systemctl stop slackbotd");
+    // Died, and systemd did not restart it: started.
+    // Test only: no Restart=, so a crash leaves the unit failed.
+    c.write(
+        "/etc/systemd/system/slackbotd.service.d/test-no-restart.conf",
+        "[Service]\nRestart=no\n",
+        0o644,
+    );
+    c.ok("systemctl daemon-reload");
+    kill(main_host_pid(&c), libc::SIGKILL);
+    assert!(
+        c.wait_unit(UNIT, secs(15), |u| u["ActiveState"] == "failed"),
+        "{:?}",
+        c.show(UNIT)
+    );
     ensure();
     assert!(
         c.wait_unit(UNIT, secs(15), |u| u["ActiveState"] == "active"),
@@ -219,10 +231,11 @@ fn ensure_and_cron_repair_what_systemd_missed() {
         c.show(UNIT)
     );
     assert!(
-        journal(&c).contains("ensure: slackbotd.service was inactive"),
+        journal(&c).contains("ensure: slackbotd.service was failed"),
         "{}",
         journal(&c)
     );
+    c.ok("rm /etc/systemd/system/slackbotd.service.d/test-no-restart.conf && systemctl daemon-reload");
 
     // Start limit hit: reset and started.
     // Test only: a start limit of 2 so three quick restarts hit it.
@@ -323,14 +336,25 @@ fn ensure_and_cron_repair_what_systemd_missed() {
     c.ok("/opt/slackbotd/slackbotd stop");
     c.ok("systemctl start slackbotd");
 
-    // The cron line from etc/, run by the real cron: a stopped bot comes back.
+    // The cron line from etc/, run by the real cron: a bot that died comes back.
     let cron = c.ok("cat /etc/cron.d/slackbotd");
     assert!(
         cron.contains("/opt/slackbotd/slackbotd --config /etc/slackbotd/slackbotd.toml ensure"),
         "{cron}"
     );
     c.ok("systemctl restart cron");
-    c.ok("systemctl stop slackbotd");
+    c.write(
+        "/etc/systemd/system/slackbotd.service.d/test-no-restart.conf",
+        "[Service]\nRestart=no\n",
+        0o644,
+    );
+    c.ok("systemctl daemon-reload");
+    kill(main_host_pid(&c), libc::SIGKILL);
+    assert!(
+        c.wait_unit(UNIT, secs(15), |u| u["ActiveState"] == "failed"),
+        "{:?}",
+        c.show(UNIT)
+    );
     let t = Instant::now();
     assert!(
         c.wait_unit(UNIT, secs(80), |u| u["ActiveState"] == "active"),
@@ -387,4 +411,159 @@ fn the_unit_is_hardened_and_verifies_clean() {
         "verify: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Lines in the journal where cron ran `ensure`.
+fn cron_ensure_runs(c: &Container) -> usize {
+    c.ok("journalctl --no-pager -o cat -t CRON")
+        .lines()
+        .filter(|l| l.contains("slackbotd.toml ensure"))
+        .count()
+}
+
+#[test]
+fn deliberate_stops_stick_and_a_broken_unit_never_brings_the_classic_daemon() {
+    if !container::require() {
+        return;
+    }
+    let s = Setup::new();
+    let c = installed(&s, "sbd-stops", "30s");
+    c.ok("systemctl restart cron");
+
+    // systemctl stop, then three cron minutes: it stays stopped.
+    c.ok("systemctl stop slackbotd");
+    let before = cron_ensure_runs(&c);
+    let end = Instant::now() + secs(220);
+    while cron_ensure_runs(&c) < before + 3 {
+        assert!(Instant::now() < end, "cron did not run ensure three times");
+        assert_ne!(c.prop(UNIT, "ActiveState"), "active", "started again");
+        std::thread::sleep(secs(2));
+    }
+    std::thread::sleep(secs(2));
+    assert_eq!(c.prop(UNIT, "ActiveState"), "inactive");
+    let said = journal(&c)
+        .lines()
+        .filter(|l| l.contains("stopped on purpose (systemctl stop)"))
+        .count();
+    assert_eq!(said, 1, "said once, not every minute:\n{}", journal(&c));
+
+    let ensure = || c.sh("/opt/slackbotd/slackbotd ensure");
+    // Disabled, or masked: it stays stopped.
+    c.ok("systemctl start slackbotd && systemctl disable --now slackbotd");
+    ensure();
+    ensure();
+    std::thread::sleep(secs(1));
+    assert_eq!(c.prop(UNIT, "ActiveState"), "inactive");
+    assert!(
+        journal(&c).contains("and disabled; leaving it stopped"),
+        "{}",
+        journal(&c)
+    );
+    // Masking needs the unit outside /etc, where the package puts it too.
+    c.ok("mv /etc/systemd/system/slackbotd.service /run/systemd/system/ && systemctl daemon-reload");
+    c.ok("systemctl enable --now slackbotd && systemctl mask --now slackbotd");
+    ensure();
+    std::thread::sleep(secs(1));
+    assert_eq!(c.prop(UNIT, "ActiveState"), "inactive");
+    assert!(journal(&c).contains("masked"), "{}", journal(&c));
+    c.ok("systemctl unmask slackbotd && systemctl enable --now slackbotd");
+    assert!(ping_answered(&s));
+
+    // A unit file systemd cannot load: ensure says so and starts no classic daemon.
+    c.ok("systemctl stop slackbotd");
+    c.ok("sed -i 's|^Type=notify|Type=bogus|; s|^ExecStart=/|ExecStart=relative/|' /run/systemd/system/slackbotd.service && systemctl daemon-reload");
+    let load = c.prop(UNIT, "LoadState");
+    assert_ne!(load, "loaded", "the unit is broken");
+    let out = ensure();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("the classic daemon is not started instead"),
+        "{load}: {err}"
+    );
+    std::thread::sleep(secs(2));
+    let daemons = c.sh("pgrep -f '[s]lackbotd.toml daemon' || true");
+    assert!(
+        daemons.stdout.is_empty(),
+        "no classic daemon: {:?}",
+        daemons
+    );
+    assert!(c.sh("/opt/slackbotd/slackbotd status").status.code() == Some(3));
+}
+
+#[test]
+fn a_maintenance_window_ends_on_time_and_a_burst_survives_both_kills() {
+    if !container::require() {
+        return;
+    }
+    let s = Setup::new();
+    let c = installed(&s, "sbd-window", "30s");
+    c.ok("systemctl restart cron");
+
+    // In-unit healing: the worker killed in a burst, the unit untouched.
+    let ids = s.fake.send_burst(400, "ping {n}");
+    assert!(s
+        .fake
+        .wait_for(secs(20), |snap| (snap.posts_containing("pong").len() >= 40)
+            .then_some(()))
+        .is_some());
+    let worker = worker_host_pid(&c);
+    kill(worker, libc::SIGKILL);
+    let all_answered = |ids: &[String]| {
+        s.fake
+            .wait_for(secs(60), |snap| {
+                let n = replies_in(snap);
+                ids.iter().all(|id| n.contains_key(id)).then_some(())
+            })
+            .is_some()
+    };
+    assert!(
+        all_answered(&ids),
+        "every ping answered after the worker's kill"
+    );
+    assert_eq!(c.prop(UNIT, "NRestarts"), "0", "healed inside the unit");
+    assert!(worker_host_pid(&c) != worker);
+
+    // The unit's main process killed in a burst: systemd restarts it.
+    let more = s.fake.send_burst(400, "ping {n}");
+    assert!(s
+        .fake
+        .wait_for(secs(20), |snap| (snap.posts_containing("pong").len()
+            >= 440)
+            .then_some(()))
+        .is_some());
+    kill(main_host_pid(&c), libc::SIGKILL);
+    assert!(
+        all_answered(&more),
+        "every ping answered after the main process's kill"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let n = replies_in(&s.fake.snapshot());
+    assert!(n.values().all(|c| *c == 1), "none answered twice");
+    assert_eq!(s.fake.posts_containing("pong").len(), 800);
+    assert_eq!(c.prop(UNIT, "NRestarts"), "1");
+
+    // stop --for 90s: down for the window, back on the first cron run after it.
+    let out = c.ok("/opt/slackbotd/slackbotd stop --for 90s");
+    assert!(out.contains("for 1m 30s"), "{out}");
+    let t = Instant::now();
+    let before = cron_ensure_runs(&c);
+    while t.elapsed() < secs(85) {
+        assert_ne!(
+            c.prop(UNIT, "ActiveState"),
+            "active",
+            "started inside the window"
+        );
+        std::thread::sleep(secs(2));
+    }
+    assert!(cron_ensure_runs(&c) > before, "cron ran inside the window");
+    assert!(c
+        .ok("/opt/slackbotd/slackbotd status || true")
+        .contains("stopped on purpose"));
+    assert!(
+        c.wait_unit(UNIT, secs(80), |u| u["ActiveState"] == "active"),
+        "not back after the window: {:?}",
+        c.show(UNIT)
+    );
+    assert!(t.elapsed() >= secs(90));
+    assert!(ping_answered(&s));
 }

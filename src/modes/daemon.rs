@@ -189,6 +189,8 @@ fn run_daemon(
             return code;
         }
     };
+    // Started on purpose: an earlier deliberate stop is over.
+    crate::supervise::stopped::clear(&config.daemon.state_dir);
     if let Some(id) = &identity {
         let run_dir = pidfile
             .parent()

@@ -25,18 +25,34 @@ use crate::supervise::escalate::Escalation;
 use crate::supervise::heartbeat::Hang;
 use crate::supervise::instance::Instance;
 use crate::supervise::lock::{self, PidLock};
+use crate::supervise::stopped::{self, StopMark};
 use crate::syslog::{Facility, Severity, Syslog};
 use crate::systemctl::{self, UnitState};
 
 /// What ensure sees.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Facts {
-    /// The unit, when the machine runs systemd and systemd has it loaded.
+    /// systemd's view of the unit; none when the machine does not run systemd.
     pub(crate) unit: Option<UnitState>,
+    /// A unit file for the bot on disk, whether or not systemd loaded it.
+    pub(crate) unit_file: Option<PathBuf>,
     /// Who holds the pidfile lock, if anyone.
     pub(crate) holder: Option<u32>,
     /// Why the running bot counts as hung, by ensure's lenient rule.
     pub(crate) hang: Option<Hang>,
+    /// The mark of a deliberate stop, and whether it still holds.
+    pub(crate) stopped: Option<(StopMark, bool)>,
+}
+
+/// How loudly ensure says why it leaves things alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loud {
+    /// In the log.
+    Info,
+    /// A warning in the log.
+    Warn,
+    /// An error in the log, and (once) on stderr, so cron mails it.
+    Error,
 }
 
 /// What ensure does about it.
@@ -44,10 +60,8 @@ pub(crate) struct Facts {
 pub(crate) enum Action {
     /// All is well: nothing, in silence.
     Healthy,
-    /// Leave things as they are, and log why.
-    Leave(String),
-    /// The unit failed with exit 78: leave it failed, and say so once.
-    LeaveConfigFailure,
+    /// Leave things as they are, and say why (once, not every minute).
+    Leave(Loud, String),
     /// `systemctl start` the unit (after `reset-failed` when `reset`).
     StartUnit {
         /// It hit its start limit.
@@ -63,32 +77,108 @@ pub(crate) enum Action {
 
 /// The table.
 pub(crate) fn decide(f: &Facts) -> Action {
-    let Some(u) = &f.unit else {
-        return match (f.holder, f.hang) {
-            (None, _) => Action::StartDaemon,
-            (Some(_), Some(why)) => Action::ReplaceDaemon(why),
-            (Some(_), None) => Action::Healthy,
+    use Action::{Healthy, Leave, ReplaceDaemon, RestartUnit, StartDaemon, StartUnit};
+    let mark_holds = f
+        .stopped
+        .as_ref()
+        .filter(|(_, holds)| *holds)
+        .map(|(m, _)| m);
+    let mark_over = f.stopped.as_ref().is_some_and(|(_, holds)| !holds);
+    let stopped_on_purpose = |m: &StopMark| {
+        Leave(
+            Loud::Info,
+            format!("stopped on purpose ({}); leaving it stopped", m.describe()),
+        )
+    };
+    let loaded = f.unit.as_ref().filter(|u| u.load_state == "loaded");
+    let Some(u) = loaded else {
+        // systemd knows of a unit it cannot run, or there is a unit file:
+        // the bot belongs to systemd, never to the classic daemon.
+        if let Some(u) = f.unit.as_ref().filter(|u| u.load_state == "masked") {
+            return Leave(
+                Loud::Info,
+                format!("masked ({}); leaving it alone", u.describe()),
+            );
+        }
+        let known = f.unit.as_ref().filter(|u| u.load_state != "not-found");
+        if known.is_some() || f.unit_file.is_some() {
+            let why = match (known, &f.unit_file, &f.unit) {
+                (Some(u), _, _) => format!(
+                    "{}: systemd cannot load it (LoadState={}); fix the unit (systemd-analyze verify), then systemctl daemon-reload; the classic daemon is not started instead",
+                    u.fragment_path, u.load_state
+                ),
+                (None, Some(file), Some(_)) => format!(
+                    "not loaded, though {} exists: run systemctl daemon-reload; the classic daemon is not started instead",
+                    file.display()
+                ),
+                (None, Some(file), None) => format!(
+                    "not managed: {} exists but systemd does not run here; remove it to let `ensure` run the classic daemon",
+                    file.display()
+                ),
+                (None, None, _) => unreachable!("checked above"),
+            };
+            return Leave(Loud::Error, why);
+        }
+        return match (f.holder, f.hang, mark_holds) {
+            (None, _, Some(m)) => stopped_on_purpose(m),
+            (None, _, None) => StartDaemon,
+            (Some(_), Some(why), _) => ReplaceDaemon(why),
+            (Some(_), None, _) => Healthy,
         };
     };
     match (u.active_state.as_str(), u.sub_state.as_str()) {
-        ("activating", "auto-restart") => Action::Leave(format!(
-            "{} ({}): leaving it to systemd's restart backoff",
-            u.active_state, u.sub_state
-        )),
-        ("inactive" | "failed", _) => match (f.holder, u.result.as_str(), u.exec_main_status) {
-            (Some(pid), _, _) => Action::Leave(format!(
-                "{}, but slackbotd runs outside it (pid {pid} holds the lock); leaving both alone",
-                u.describe()
-            )),
-            (None, "exit-code", 78) => Action::LeaveConfigFailure,
-            (None, "start-limit-hit", _) => Action::StartUnit { reset: true },
-            (None, _, _) => Action::StartUnit { reset: false },
-        },
+        ("activating", "auto-restart") => Leave(
+            Loud::Info,
+            format!(
+                "{} ({}): leaving it to systemd's restart backoff",
+                u.active_state, u.sub_state
+            ),
+        ),
+        ("inactive" | "failed", _) => {
+            if let Some(pid) = f.holder {
+                return Leave(
+                    Loud::Info,
+                    format!(
+                        "{}, but slackbotd runs outside it (pid {pid} holds the lock); leaving both alone",
+                        u.describe()
+                    ),
+                );
+            }
+            if u.unit_file_state.starts_with("masked") || u.unit_file_state == "disabled" {
+                return Leave(
+                    Loud::Info,
+                    format!(
+                        "{} and {}; leaving it stopped",
+                        u.describe(),
+                        u.unit_file_state
+                    ),
+                );
+            }
+            if let Some(m) = mark_holds {
+                return stopped_on_purpose(m);
+            }
+            let stopped_by_systemctl =
+                u.result == "success" && u.exec_main_exit_monotonic > 0 && !mark_over;
+            match (u.result.as_str(), u.exec_main_status) {
+                _ if stopped_by_systemctl => Leave(
+                    Loud::Info,
+                    format!("{}: stopped on purpose (systemctl stop); leaving it stopped until it is started again", u.describe()),
+                ),
+                ("exit-code", 78) => Leave(
+                    Loud::Warn,
+                    "stopped with exit 78 (configuration or credentials); not starting it again: \
+                     run `slackbotd check`, fix what it says, then `systemctl start` it"
+                        .to_string(),
+                ),
+                ("start-limit-hit", _) => StartUnit { reset: true },
+                _ => StartUnit { reset: false },
+            }
+        }
         ("active" | "reloading", _) => match f.hang {
-            Some(why) => Action::RestartUnit(why),
-            None => Action::Healthy,
+            Some(why) => RestartUnit(why),
+            None => Healthy,
         },
-        _ => Action::Leave(format!("{}; leaving it", u.describe())),
+        _ => Leave(Loud::Info, format!("{}; leaving it", u.describe())),
     }
 }
 
@@ -132,26 +222,8 @@ fn check_and_repair(path: &Path, config: &Config) -> Result<(), Failure> {
             tracing::debug!("ensure: slackbotd is running and healthy");
             Ok(())
         }
-        Action::Leave(why) => {
-            tracing::info!("ensure: {unit} is {why}");
-            Ok(())
-        }
-        Action::LeaveConfigFailure => {
-            // RestartPreventExitStatus=78: a bad configuration or token does
-            // not get better by starting again. Said once per failure.
-            let marker = lockfile.with_extension("exit78");
-            let stamp = facts
-                .unit
-                .as_ref()
-                .map_or(0, |u| u.exec_main_exit_monotonic)
-                .to_string();
-            if std::fs::read_to_string(&marker).ok().as_deref() != Some(stamp.as_str()) {
-                tracing::warn!(
-                    "ensure: {unit} stopped with exit 78 (configuration or credentials); not starting it again: \
-                     run `slackbotd check`, fix what it says, then `systemctl start {unit}`"
-                );
-                let _ = crate::files::write_atomic(&marker, stamp.as_bytes(), 0o644);
-            }
+        Action::Leave(loud, why) => {
+            say_once(lockfile, loud, &format!("ensure: {unit} is {why}"));
             Ok(())
         }
         Action::StartUnit { reset } => {
@@ -189,6 +261,26 @@ fn check_and_repair(path: &Path, config: &Config) -> Result<(), Failure> {
     }
 }
 
+/// Logs `what` at `loud`, unless the last run said the very same; then at
+/// debug level only. An error goes to stderr too, the first time.
+fn say_once(lockfile: &Path, loud: Loud, what: &str) {
+    let said = lockfile.with_extension("said");
+    let again = std::fs::read_to_string(&said).ok().as_deref() == Some(what);
+    if again {
+        tracing::debug!("{what}");
+        return;
+    }
+    match loud {
+        Loud::Info => tracing::info!("{what}"),
+        Loud::Warn => tracing::warn!("{what}"),
+        Loud::Error => {
+            tracing::error!("{what}");
+            eprintln!("slackbotd: {what}");
+        }
+    }
+    let _ = crate::files::write_atomic(&said, what.as_bytes(), 0o644);
+}
+
 /// Looks at the unit, the lock and the heartbeat.
 fn gather(config: &Config) -> Result<Facts, Failure> {
     let pidfile = &config.daemon.pidfile;
@@ -200,26 +292,23 @@ fn gather(config: &Config) -> Result<Facts, Failure> {
     })?;
     let unit = if systemctl::booted() {
         match systemctl::show(&config.ensure.unit) {
-            Ok(st) if st.load_state == "loaded" => Some(st),
-            Ok(st) => {
-                tracing::debug!(
-                    "ensure: {} is {} here; checking for the classic daemon",
-                    config.ensure.unit,
-                    st.load_state
-                );
-                None
-            }
+            Ok(st) => Some(st),
             Err(e) => {
-                tracing::warn!("ensure: {e}; checking for the classic daemon");
+                tracing::warn!("ensure: {e}");
                 None
             }
         }
     } else {
         None
     };
+    let unit_file = systemctl::unit_file(&config.ensure.unit);
+    let stopped = stopped::read(&config.daemon.state_dir).map(|m| {
+        let holds = m.holds(now_ms());
+        (m, holds)
+    });
     let now = now_ms();
     let timeout = config.supervise.heartbeat_timeout * 2;
-    let hang = match &unit {
+    let hang = match unit.as_ref().filter(|u| u.load_state == "loaded") {
         // Under systemd the bot's start is the unit's: its heartbeat must
         // belong to the main process.
         Some(u) => {
@@ -241,8 +330,10 @@ fn gather(config: &Config) -> Result<Facts, Failure> {
     };
     Ok(Facts {
         unit,
+        unit_file,
         holder: instance.holder,
         hang,
+        stopped,
     })
 }
 
@@ -336,7 +427,16 @@ mod tests {
             n_restarts: 0,
             exec_main_start_monotonic: 0,
             exec_main_status: status,
-            exec_main_exit_monotonic: 0,
+            exec_main_exit_monotonic: 1,
+            unit_file_state: "enabled".into(),
+            fragment_path: "/etc/systemd/system/slackbotd.service".into(),
+        })
+    }
+
+    fn with(u: Option<UnitState>, f: impl FnOnce(&mut UnitState)) -> Option<UnitState> {
+        u.map(|mut u| {
+            f(&mut u);
+            u
         })
     }
 
@@ -344,90 +444,210 @@ mod tests {
     fn the_ensure_table_row_by_row() {
         use Action::*;
         let deaf = Hang::Deaf(Duration::from_secs(200));
-        // (unit, lock holder, hang) → the action; `None`: leave it, with a reason
-        type Row = (Option<UnitState>, Option<u32>, Option<Hang>, Option<Action>);
+        let mark = |holds| Some((StopMark::now(None), holds));
+        let file = Some(PathBuf::from("/lib/systemd/system/slackbotd.service"));
+        let stopped = unit("inactive", "dead", "success", 0);
+        let never_ran = with(stopped.clone(), |u| u.exec_main_exit_monotonic = 0);
+        // (unit, unit file, lock holder, hang, stop mark) → the action;
+        // `Leave(l, _)` rows match any reason at that loudness.
+        type Row = (
+            Option<UnitState>,
+            Option<PathBuf>,
+            Option<u32>,
+            Option<Hang>,
+            Option<(StopMark, bool)>,
+            Action,
+        );
+        let leave = |l| Leave(l, String::new());
         let rows: Vec<Row> = vec![
-            // no systemd unit: the classic daemon
-            (None, None, None, Some(StartDaemon)),
-            (None, Some(7), None, Some(Healthy)),
-            (None, Some(7), Some(deaf), Some(ReplaceDaemon(deaf))),
-            // under systemd
+            // no systemd, no unit file: the classic daemon
+            (None, None, None, None, None, StartDaemon),
+            (None, None, Some(7), None, None, Healthy),
+            (None, None, Some(7), Some(deaf), None, ReplaceDaemon(deaf)),
+            (None, None, None, None, mark(true), leave(Loud::Info)),
+            (None, None, None, None, mark(false), StartDaemon),
+            // a unit file but no systemd, or a unit systemd cannot load: never the classic daemon
+            (None, file.clone(), None, None, None, leave(Loud::Error)),
+            (
+                with(never_ran.clone(), |u| u.load_state = "not-found".into()),
+                file.clone(),
+                None,
+                None,
+                None,
+                leave(Loud::Error),
+            ),
+            (
+                with(never_ran.clone(), |u| u.load_state = "bad-setting".into()),
+                None,
+                None,
+                None,
+                None,
+                leave(Loud::Error),
+            ),
+            (
+                with(never_ran.clone(), |u| u.load_state = "not-found".into()),
+                None,
+                None,
+                None,
+                None,
+                StartDaemon,
+            ),
+            (
+                with(never_ran.clone(), |u| u.load_state = "masked".into()),
+                file.clone(),
+                None,
+                None,
+                None,
+                leave(Loud::Info),
+            ),
+            // under systemd, running
             (
                 unit("active", "running", "success", 0),
+                file.clone(),
                 Some(7),
                 None,
-                Some(Healthy),
+                None,
+                Healthy,
             ),
             (
                 unit("active", "running", "success", 0),
+                file.clone(),
                 Some(7),
                 Some(deaf),
-                Some(RestartUnit(deaf)),
+                None,
+                RestartUnit(deaf),
             ),
             (
                 unit("reloading", "reload", "success", 0),
+                file.clone(),
                 Some(7),
                 Some(deaf),
-                Some(RestartUnit(deaf)),
+                None,
+                RestartUnit(deaf),
             ),
             (
                 unit("activating", "auto-restart", "signal", 0),
+                file.clone(),
                 None,
                 None,
                 None,
+                leave(Loud::Info),
             ),
+            // stopped on purpose: left alone
             (
-                unit("inactive", "dead", "success", 0),
+                stopped.clone(),
+                file.clone(),
                 None,
                 None,
-                Some(StartUnit { reset: false }),
+                None,
+                leave(Loud::Info),
             ),
             (
                 unit("failed", "failed", "signal", 0),
+                file.clone(),
                 None,
                 None,
-                Some(StartUnit { reset: false }),
+                mark(true),
+                leave(Loud::Info),
+            ),
+            (
+                with(stopped.clone(), |u| u.unit_file_state = "disabled".into()),
+                file.clone(),
+                None,
+                None,
+                None,
+                leave(Loud::Info),
+            ),
+            (
+                with(unit("failed", "failed", "signal", 0), |u| {
+                    u.unit_file_state = "disabled".into()
+                }),
+                file.clone(),
+                None,
+                None,
+                None,
+                leave(Loud::Info),
+            ),
+            // a maintenance window that is over, or a bot that never came up after boot: started
+            (
+                stopped.clone(),
+                file.clone(),
+                None,
+                None,
+                mark(false),
+                StartUnit { reset: false },
+            ),
+            (
+                never_ran.clone(),
+                file.clone(),
+                None,
+                None,
+                None,
+                StartUnit { reset: false },
+            ),
+            // died or failed: started
+            (
+                unit("failed", "failed", "signal", 0),
+                file.clone(),
+                None,
+                None,
+                None,
+                StartUnit { reset: false },
             ),
             (
                 unit("failed", "failed", "start-limit-hit", 0),
+                file.clone(),
                 None,
                 None,
-                Some(StartUnit { reset: true }),
-            ),
-            (
-                unit("failed", "failed", "exit-code", 78),
                 None,
-                None,
-                Some(LeaveConfigFailure),
+                StartUnit { reset: true },
             ),
             (
                 unit("failed", "failed", "exit-code", 1),
+                file.clone(),
                 None,
                 None,
-                Some(StartUnit { reset: false }),
+                None,
+                StartUnit { reset: false },
+            ),
+            (
+                unit("failed", "failed", "exit-code", 78),
+                file.clone(),
+                None,
+                None,
+                None,
+                leave(Loud::Warn),
             ),
             // a bot outside the unit holds the lock: both left alone
-            (unit("inactive", "dead", "success", 0), Some(9), None, None),
+            (
+                stopped.clone(),
+                file.clone(),
+                Some(9),
+                None,
+                None,
+                leave(Loud::Info),
+            ),
             (
                 unit("deactivating", "stop-sigterm", "success", 0),
+                file.clone(),
                 None,
                 None,
                 None,
+                leave(Loud::Info),
             ),
         ];
-        for (unit, holder, hang, want) in rows {
+        for (unit, unit_file, holder, hang, stopped, want) in rows {
             let f = Facts {
                 unit: unit.clone(),
+                unit_file,
                 holder,
                 hang,
+                stopped,
             };
             let got = decide(&f);
-            match want {
-                Some(w) => assert_eq!(got, w, "{unit:?} holder {holder:?} hang {hang:?}"),
-                None => assert!(
-                    matches!(got, Leave(_)),
-                    "{unit:?} holder {holder:?} → {got:?}"
-                ),
+            match (&want, &got) {
+                (Leave(a, _), Leave(b, _)) => assert_eq!(a, b, "{f:?} → {got:?}"),
+                _ => assert_eq!(got, want, "{f:?}"),
             }
         }
     }

@@ -68,7 +68,7 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         Command::Run => run::run(&source),
         Command::Daemon { wait } => daemon::daemon(&source, wait),
         Command::Worker { foreground } => worker::worker(&source, foreground),
-        Command::Stop { timeout } => stop::stop(&source, timeout),
+        Command::Stop { timeout, for_ } => stop::stop(&source, timeout, for_),
         Command::Reload => reload::reload(&source),
         Command::Ensure => ensure::ensure(&source),
         Command::Exited => exited::exited(&source),

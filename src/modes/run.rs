@@ -26,6 +26,8 @@ pub(crate) fn run(src: &ConfigSource) -> Result<(), Failure> {
     let settings = Settings::load(&path)?;
     crate::logging::init_stderr();
     let lock = PidLock::acquire(&settings.config.daemon.pidfile)?;
+    // Started on purpose: an earlier deliberate stop is over.
+    crate::supervise::stopped::clear(&settings.config.daemon.state_dir);
     let plan = Plan {
         config_path: path,
         config: settings.config,

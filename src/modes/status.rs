@@ -13,6 +13,7 @@ use crate::store::history::Exit;
 use crate::store::outbox::QueueStats;
 use crate::store::Store;
 use crate::supervise::instance::Instance;
+use crate::supervise::stopped::{self, StopMark};
 
 /// LSB: running and healthy.
 pub(crate) const RUNNING: i32 = 0;
@@ -38,6 +39,8 @@ pub(crate) struct Report {
     pub(crate) outbox: Option<QueueStats>,
     /// Acknowledged events not yet answered, from the state store.
     pub(crate) inbox: Option<u64>,
+    /// A deliberate stop that still holds.
+    pub(crate) stopped: Option<StopMark>,
 }
 
 impl Report {
@@ -52,7 +55,9 @@ impl Report {
             ),
             _ => (None, None, None),
         };
+        let stopped = stopped::read(&config.daemon.state_dir).filter(|m| m.holds(now_ms()));
         Ok(Report {
+            stopped,
             healthy: instance.healthy(now_ms()),
             instance,
             last_exit,
@@ -107,6 +112,9 @@ impl Report {
             "outbox_failed": self.outbox.map(|q| q.failed),
             "inbox_depth": self.inbox,
             "durable_inbox": hb.map(|h| h.durable),
+            "stopped_on_purpose": self.stopped.as_ref().map(|m| json!({
+                "by": m.by, "at": rfc3339(m.at_ms), "until": m.until_ms.map(rfc3339),
+            })),
         })
     }
 
@@ -152,9 +160,10 @@ impl Report {
         let now = now_ms();
         let i = &self.instance;
         if !self.running() {
-            return match i.stale_pid {
-                Some(pid) => format!("slackbotd is not running, but its pidfile names pid {pid}: it died without a clean stop"),
-                None => "slackbotd is not running".to_string(),
+            return match (&self.stopped, i.stale_pid) {
+                (Some(m), _) => format!("slackbotd is not running: stopped on purpose ({})", m.describe()),
+                (None, Some(pid)) => format!("slackbotd is not running, but its pidfile names pid {pid}: it died without a clean stop"),
+                (None, None) => "slackbotd is not running".to_string(),
             };
         }
         let mode = i.mode().unwrap_or("?");

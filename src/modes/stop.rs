@@ -1,5 +1,6 @@
-//! `slackbotd stop`: SIGTERM to the lock holder, then wait until the lock is
-//! free (the only proof that it is gone) and report.
+//! `slackbotd stop`: marks the stop as deliberate (so `ensure` leaves the bot
+//! down, for good or `--for` a while), sends SIGTERM to the lock holder, then
+//! waits until the lock is free (the only proof that it is gone) and reports.
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,14 @@ use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::modes::Failure;
 use crate::supervise::lock;
+use crate::supervise::stopped::{self, StopMark};
 
-/// Stops the running bot; succeeds when it was not running.
-pub(crate) fn stop(src: &ConfigSource, timeout: Duration) -> Result<(), Failure> {
+/// Stops the running bot and keeps it stopped; succeeds when it was not running.
+pub(crate) fn stop(
+    src: &ConfigSource,
+    timeout: Duration,
+    keep_for: Option<Duration>,
+) -> Result<(), Failure> {
     let config = Config::load(&src.path)?;
     let pidfile = config.daemon.pidfile.clone();
     let unreadable = |e: std::io::Error| {
@@ -22,30 +28,48 @@ pub(crate) fn stop(src: &ConfigSource, timeout: Duration) -> Result<(), Failure>
             format!("cannot read {}: {e}", pidfile.display()),
         )
     };
+    // First the mark: an `ensure` running meanwhile must not start it again.
+    let mark = StopMark::now(keep_for.map(|d| d.as_millis() as u64));
+    let state_dir = &config.daemon.state_dir;
+    if let Err(e) = stopped::write(state_dir, &mark) {
+        eprintln!(
+            "slackbotd: warning: cannot note the stop in {} ({e}); `ensure` will start the bot again",
+            stopped::path_for(state_dir).display()
+        );
+    }
+    let kept = match keep_for {
+        Some(d) => format!(
+            "`ensure` leaves it stopped for {}",
+            humantime::format_duration(d)
+        ),
+        None => "`ensure` leaves it stopped until it is started again".to_string(),
+    };
     let pid = match lock::holder(&pidfile).map_err(unreadable)? {
         None => {
-            println!("slackbotd is not running");
+            println!("slackbotd is not running; {kept}");
             return Ok(());
         }
-        Some(0) => {
-            return Err(Failure::new(
-                ExitCode::UNAVAILABLE,
-                format!(
-                    "{} is locked but names no pid; cannot tell whom to stop",
-                    pidfile.display()
-                ),
-            ))
-        }
-        Some(pid) => pid,
+        Some(pid) => match i32::try_from(pid).ok().filter(|p| *p > 1) {
+            Some(p) => p,
+            None => {
+                return Err(Failure::new(
+                    ExitCode::UNAVAILABLE,
+                    format!(
+                        "{} is locked but names no usable pid ({pid}); cannot tell whom to stop",
+                        pidfile.display()
+                    ),
+                ))
+            }
+        },
     };
-    kill(Pid::from_raw(pid as i32), Signal::SIGTERM)
+    kill(Pid::from_raw(pid), Signal::SIGTERM)
         .map_err(|e| Failure::new(ExitCode::NOPERM, format!("cannot signal pid {pid}: {e}")))?;
     let started = Instant::now();
     while started.elapsed() < timeout {
         match lock::holder(&pidfile) {
             Ok(None) => {
                 println!(
-                    "slackbotd (pid {pid}) stopped after {:.1}s",
+                    "slackbotd (pid {pid}) stopped after {:.1}s; {kept}",
                     started.elapsed().as_secs_f64()
                 );
                 return Ok(());

@@ -1,7 +1,8 @@
 //! Process supervision: the single-instance lock on the pidfile, the
 //! heartbeat file and the hang rule, the double fork, and the supervisor
 //! (its event loop in `supervisor`, its decisions in `policy`), with its
-//! record of the current state and the one TERM-then-KILL escalation.
+//! record of the current state, the one TERM-then-KILL escalation, and the
+//! mark a deliberate stop leaves.
 
 pub(crate) mod daemonize;
 pub(crate) mod escalate;
@@ -10,4 +11,5 @@ pub(crate) mod instance;
 pub(crate) mod lock;
 pub(crate) mod policy;
 pub(crate) mod record;
+pub(crate) mod stopped;
 pub(crate) mod supervisor;

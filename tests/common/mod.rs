@@ -381,3 +381,22 @@ impl Drop for WithSyslog {
         }
     }
 }
+
+/// How many replies each event got, by the idempotency key the bot derives
+/// from the event (usable inside `wait_for`, which holds the fake's lock).
+pub fn replies_in(snap: &fake_slack::Snapshot) -> std::collections::HashMap<String, usize> {
+    let mut n = std::collections::HashMap::new();
+    for p in &snap.posts {
+        let key = p
+            .metadata
+            .as_ref()
+            .and_then(|m| m.pointer("/event_payload/idempotency_key"))
+            .and_then(|k| k.as_str())
+            .and_then(|k| k.strip_prefix("sbd-r-"))
+            .map(str::to_string);
+        if let Some(k) = key {
+            *n.entry(k).or_insert(0) += 1;
+        }
+    }
+    n
+}
