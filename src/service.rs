@@ -215,13 +215,10 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
     let health = Arc::new(Health::new(sup.heartbeat_timeout));
     // The inbox: its own connection for the socket thread, and what the
     // previous process left unanswered, handled before anything new.
-    let (inbox, recover_through) = match &store {
-        Some(s) => match (
-            Store::open(&state_dir, Durability::Normal),
-            s.call(|s| s.last_inbox_row()).await,
-        ) {
-            (Ok(w), Ok(last)) => (Some(w), last),
-            (Err(e), _) | (_, Err(e)) => {
+    let (inbox_dir, recover_through) = match &store {
+        Some(s) => match s.call(|s| s.inbox()?.last_row()).await {
+            Ok(last) => (Some(state_dir.as_path()), last),
+            Err(e) => {
                 tracing::error!("{e}; events are acknowledged before they are recorded");
                 (None, 0)
             }
@@ -232,7 +229,7 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
     let overflow = Arc::new(Notify::new());
     let handoff = Arc::new(Handoff::new(
         inbound_tx,
-        inbox,
+        inbox_dir,
         overflow.clone(),
         health.clone(),
     ));
@@ -251,6 +248,7 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
         dedup,
         settings: settings_rx.clone(),
         store: store.clone(),
+        handoff: handoff.clone(),
     });
     let wake = Arc::new(Notify::new());
     let wake_path = crate::wake::path_for(&opts.pidfile);
@@ -271,7 +269,7 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
     }
     let mut pool_task = spawn_socket_thread(
         settings_rx.clone(),
-        PoolCtx::new(health.clone(), handoff),
+        PoolCtx::new(health.clone(), handoff.clone()),
         stop_rx.clone(),
     )?;
     let bot_task = tokio::spawn(bot::serve(
@@ -354,6 +352,7 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
         _ = finish => {}
         sig = signals.stop() => tracing::warn!("{sig} again: stopping now, abandoning requests in progress"),
     }
+    handoff.tidy().await;
     let _ = std::fs::remove_file(&hb_path);
     let _ = std::fs::remove_file(&wake_path);
     let orphaned = supervisor.is_some_and(|p| nix::unistd::getppid() != p);

@@ -460,7 +460,9 @@ fn deliberate_stops_stick_and_a_broken_unit_never_brings_the_classic_daemon() {
         journal(&c)
     );
     // Masking needs the unit outside /etc, where the package puts it too.
-    c.ok("mv /etc/systemd/system/slackbotd.service /run/systemd/system/ && systemctl daemon-reload");
+    c.ok(
+        "mv /etc/systemd/system/slackbotd.service /run/systemd/system/ && systemctl daemon-reload",
+    );
     c.ok("systemctl enable --now slackbotd && systemctl mask --now slackbotd");
     ensure();
     std::thread::sleep(secs(1));

@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 
 use crate::settings::SettingsRx;
 use crate::slack::envelope::{Envelope, EnvelopeKind};
-use crate::slack::handoff::{Inbound, Recovered};
+use crate::slack::handoff::{Handoff, Inbound, Recovered};
 use crate::store::SharedStore;
 use event::{Decoded, Origin};
 use router::{Reply, Routed, Router};
@@ -50,6 +50,8 @@ pub(crate) struct BotCtx {
     pub(crate) settings: SettingsRx,
     /// The store, with the inbox; none when it could not be opened.
     pub(crate) store: Option<SharedStore>,
+    /// Where answered inbox rows are given back, to be deleted.
+    pub(crate) handoff: Arc<Handoff>,
 }
 
 /// Handles envelopes until `stop` turns true, then finishes what was already
@@ -145,7 +147,7 @@ async fn waiting_in_inbox(
         return Vec::new();
     };
     let limit = room + started.len();
-    match store.call(move |s| s.unanswered(0, limit)).await {
+    match store.call(move |s| s.inbox()?.unanswered(0, limit)).await {
         Ok(rows) => rows
             .into_iter()
             .filter(|r| !started.contains(&r.id))
@@ -206,13 +208,8 @@ fn dispatch(m: Inbound, ctx: &Arc<BotCtx>, tasks: &mut JoinSet<Option<i64>>) {
     tasks.spawn(async move {
         let row = m.row;
         handle(&ctx, m).await;
-        if let (Some(id), Some(store)) = (row, &ctx.store) {
-            if let Err(e) = store.call(move |s| s.mark_answered(id)).await {
-                tracing::error!(
-                    row = id,
-                    "cannot mark an event answered: {e}; it may be handled again after a restart"
-                );
-            }
+        if let Some(id) = row {
+            ctx.handoff.answered(id);
         }
         row
     });
@@ -255,7 +252,10 @@ async fn handle(ctx: &BotCtx, m: Inbound) {
                 Routed::Command(c) => {
                     if let (Some(id), Some(store)) = (m.row, &ctx.store) {
                         let name = c.name().to_string();
-                        if let Err(e) = store.call(move |s| s.mark_running(id, &name)).await {
+                        if let Err(e) = store
+                            .call(move |s| s.inbox()?.mark_running(id, &name))
+                            .await
+                        {
                             tracing::warn!(row = id, "cannot note that `{}` starts ({e}); after a crash it could run twice", c.name());
                         }
                     }

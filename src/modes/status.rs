@@ -51,7 +51,10 @@ impl Report {
             Some(Ok(mut s)) => (
                 s.last_unclean_exit().ok().flatten(),
                 s.queue_stats().ok(),
-                s.inbox_depth().ok(),
+                crate::store::inbox::Inbox::path_in(&config.daemon.state_dir)
+                    .exists()
+                    .then(|| s.inbox().and_then(|i| i.depth()).ok())
+                    .flatten(),
             ),
             _ => (None, None, None),
         };

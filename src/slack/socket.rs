@@ -9,6 +9,7 @@
 //! or pong) arrived for a whole timeout: that is how a half-open TCP link is
 //! found. It never reconnects by itself: the pool decides that.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::envelope::{ack, parse_frame, salvage_envelope_id, DisconnectReason, Envelope, Frame};
-use super::handoff::{Handoff, Inbound};
+use super::handoff::{Handoff, Inbound, Recorded};
 use super::web::{SlackWeb, WebError};
 use crate::health::Health;
 
@@ -29,7 +30,7 @@ pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long a write (ack, ping, close) may take before the link counts as dead.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames read back to back before their acks are flushed.
-const ACK_BATCH: usize = 64;
+const ACK_BATCH: usize = 256;
 
 /// What Slack said in its `hello`.
 #[derive(Debug, Clone, PartialEq)]
@@ -233,6 +234,9 @@ async fn drive(
     let mut stale_reported = false;
     let mut pings = 0u64;
 
+    // Batches on their way through the inbox writer, oldest first: each
+    // one's acks go out when its commit returns.
+    let mut commits: VecDeque<oneshot::Receiver<Recorded>> = VecDeque::new();
     let why: String = loop {
         tokio::select! {
             biased;
@@ -240,9 +244,16 @@ async fn drive(
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(None))).await;
                 break "closed by slackbotd".to_string();
             }
+            done = async { commits.front_mut().expect("not empty").await }, if !commits.is_empty() => {
+                commits.pop_front();
+                let Ok((batch, rows)) = done else { continue };
+                if let Err(e) = acknowledge(id, batch, rows, &mut sink, &health, &handoff).await {
+                    break e;
+                }
+            }
             msg = stream.next() => {
-                // This frame and any already waiting behind it: their acks are
-                // written together, then flushed once.
+                // This frame and any already waiting behind it: recorded with
+                // one commit, then acked with one flush.
                 let mut msg = msg;
                 let mut handled = 0;
                 let mut batch: Vec<Envelope> = Vec::new();
@@ -277,19 +288,17 @@ async fn drive(
                         None => break None,
                     }
                 };
-                let acked = match ack_batch(id, batch, &mut sink, &health, &handoff).await {
-                    Ok(a) => a,
-                    Err(e) => break e,
-                };
-                if let Some(why) = ended {
-                    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await;
-                    hand_over(&handoff, acked);
-                    break why;
+                if !batch.is_empty() {
+                    commits.push_back(handoff.record(batch));
                 }
-                match tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await {
-                    Ok(Ok(())) => hand_over(&handoff, acked),
-                    Ok(Err(e)) => break format!("ack failed: {e}"),
-                    Err(_) => break format!("an ack did not go out within {}s", SEND_TIMEOUT.as_secs()),
+                if let Some(why) = ended {
+                    // What was recorded is handled; what was not acked, Slack sends again.
+                    while let Some(c) = commits.pop_front() {
+                        if let Ok((batch, rows)) = c.await {
+                            let _ = acknowledge(id, batch, rows, &mut sink, &health, &handoff).await;
+                        }
+                    }
+                    break why;
                 }
             }
             _ = ticker.tick() => {
@@ -320,21 +329,18 @@ type Acked<'a> = (
     Option<tokio::sync::mpsc::Permit<'a, Inbound>>,
 );
 
-/// Records a batch in the inbox, then queues its acks (flushed by the caller).
-/// An envelope that is neither recorded nor sure of a place in the queue is
-/// not acknowledged: Slack delivers it again.
-async fn ack_batch<'a>(
+/// A recorded batch: its acks, one flush, then each envelope to the
+/// dispatcher. An envelope that is neither recorded nor sure of a place in
+/// the queue is not acknowledged: Slack delivers it again.
+async fn acknowledge(
     id: u64,
     batch: Vec<Envelope>,
+    rows: Vec<Option<i64>>,
     sink: &mut futures_util::stream::SplitSink<Ws, Message>,
     health: &Health,
-    handoff: &'a Handoff,
-) -> Result<Vec<Acked<'a>>, String> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = handoff.record(&batch);
-    let mut acked = Vec::with_capacity(batch.len());
+    handoff: &Handoff,
+) -> Result<(), String> {
+    let mut acked: Vec<Acked<'_>> = Vec::with_capacity(batch.len());
     for (envelope, row) in batch.into_iter().zip(rows) {
         let permit = match row {
             Some(_) => None,
@@ -351,7 +357,18 @@ async fn ack_batch<'a>(
         tracing::debug!(conn = id, envelope = %envelope.envelope_id, kind = envelope.kind.as_str(), retry = envelope.retry_attempt, row, "envelope acknowledged");
         acked.push((envelope, row, permit));
     }
-    Ok(acked)
+    let flushed = match tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("ack failed: {e}")),
+        Err(_) => Err(format!(
+            "an ack did not go out within {}s",
+            SEND_TIMEOUT.as_secs()
+        )),
+    };
+    // Recorded ones are handled even when the flush failed: Slack will send
+    // them again, and the dispatcher answers once.
+    hand_over(handoff, acked);
+    flushed
 }
 
 /// After the flush: each acknowledged envelope to the dispatcher.

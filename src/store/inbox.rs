@@ -4,15 +4,25 @@
 //! first. A row marked with a `command` was running an operator command when
 //! the process died: that command is never run again.
 //!
-//! The socket thread appends through a connection of its own (one commit per
-//! flush of acks, `synchronous=NORMAL`: what must survive is a killed
-//! process, not a power cut); everything else goes through the store thread.
+//! It is a SQLite file of its own (`inbox.sqlite`, beside the state store),
+//! so the socket thread, which writes it on the ack path, never waits for the
+//! store's other writers. The socket thread is its one frequent writer: it
+//! records each batch in one commit (`synchronous=NORMAL`: what must survive
+//! is a killed process, not a power cut) and deletes answered rows in the
+//! same commit, or at its next tick. The store thread reads it, and marks the
+//! rare row that starts a command.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Row};
+use rusqlite::{params, Connection, Row};
 
-use super::{ms, sql_ms, Store, StoreError};
+use super::{classify, ms, open_file, sql_ms, Store, StoreError};
+
+/// The inbox file's name inside `state_dir`.
+pub(crate) const FILE_NAME: &str = "inbox.sqlite";
+/// The inbox schema this build writes.
+const SCHEMA_VERSION: i64 = 1;
 
 /// An envelope as the socket received it, to record.
 #[derive(Debug, Clone, Copy)]
@@ -63,29 +73,89 @@ fn pending(r: &Row) -> rusqlite::Result<Pending> {
     })
 }
 
-impl Store {
-    /// How long a write may wait for another writer (the socket thread's
-    /// connection waits briefly, then falls back to acknowledging first).
-    pub(crate) fn set_busy_timeout(&mut self, d: Duration) -> Result<(), StoreError> {
-        self.run(|c| c.busy_timeout(d))
+/// An open inbox file.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Inbox {
+    /// The inbox path for a state directory.
+    pub(crate) fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join(FILE_NAME)
     }
 
-    /// Records envelopes in one transaction; returns their rows, in order.
-    pub(crate) fn record_arrivals(
+    /// Opens (creating if needed) the inbox in `state_dir`; a write waits up
+    /// to `busy` for another writer.
+    pub(crate) fn open(state_dir: &Path, busy: Duration) -> Result<Inbox, StoreError> {
+        let path = Inbox::path_in(state_dir);
+        let conn = open_file(state_dir, &path)?;
+        let mut inbox = Inbox { conn, path };
+        inbox
+            .run(|c| {
+                c.busy_timeout(busy)?;
+                c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
+                c.execute_batch("PRAGMA synchronous = NORMAL;")?;
+                let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                if version >= SCHEMA_VERSION {
+                    return Ok(version);
+                }
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                tx.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS inbox (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    envelope_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    retry_attempt INTEGER NOT NULL,
+                    retry_reason TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    received_ms INTEGER NOT NULL,
+                    command TEXT
+                 );",
+                )?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+                tx.commit()?;
+                Ok(SCHEMA_VERSION)
+            })
+            .and_then(|v| {
+                if v > SCHEMA_VERSION {
+                    Err(StoreError::TooNew {
+                        path: inbox.path.clone(),
+                        found: v,
+                    })
+                } else {
+                    Ok(())
+                }
+            })?;
+        Ok(inbox)
+    }
+
+    fn run<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        f(&mut self.conn).map_err(|e| classify(&self.path, e))
+    }
+
+    /// Records envelopes, and forgets the rows `answered`, in one
+    /// transaction; returns the new rows, in order.
+    pub(crate) fn record(
         &mut self,
         arrivals: &[Arrival<'_>],
+        answered: &[i64],
         now_ms: u64,
     ) -> Result<Vec<i64>, StoreError> {
         self.run(|c| {
             let tx = c.transaction()?;
             let mut ids = Vec::with_capacity(arrivals.len());
             {
-                let mut stmt = tx.prepare_cached(
+                let mut insert = tx.prepare_cached(
                     "INSERT INTO inbox(envelope_id, kind, retry_attempt, retry_reason, payload, received_ms)
                      VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for a in arrivals {
-                    stmt.execute(params![
+                    insert.execute(params![
                         a.envelope_id,
                         a.kind,
                         a.retry_attempt,
@@ -94,6 +164,10 @@ impl Store {
                         sql_ms(now_ms)
                     ])?;
                     ids.push(tx.last_insert_rowid());
+                }
+                let mut delete = tx.prepare_cached("DELETE FROM inbox WHERE id = ?1")?;
+                for id in answered {
+                    delete.execute([id])?;
                 }
             }
             tx.commit()?;
@@ -127,30 +201,32 @@ impl Store {
         })
     }
 
-    /// Row `id` is answered (or needs no answer): forget it.
-    pub(crate) fn mark_answered(&mut self, id: i64) -> Result<(), StoreError> {
-        self.run(|c| {
-            c.execute("DELETE FROM inbox WHERE id = ?1", [id])
-                .map(|_| ())
-        })
-    }
-
     /// The newest row (0 when the inbox is empty): what a new process finds
     /// up to it was left unanswered by the one before.
-    pub(crate) fn last_inbox_row(&mut self) -> Result<i64, StoreError> {
+    pub(crate) fn last_row(&mut self) -> Result<i64, StoreError> {
         self.run(|c| c.query_row("SELECT COALESCE(MAX(id), 0) FROM inbox", [], |r| r.get(0)))
     }
 
     /// How many envelopes wait for an answer.
-    pub(crate) fn inbox_depth(&mut self) -> Result<u64, StoreError> {
+    pub(crate) fn depth(&mut self) -> Result<u64, StoreError> {
         self.run(|c| c.query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0)))
+    }
+}
+
+impl Store {
+    /// The inbox beside this store, opened on first use.
+    pub(crate) fn inbox(&mut self) -> Result<&mut Inbox, StoreError> {
+        if self.inbox.is_none() {
+            let dir = self.path.parent().unwrap_or(Path::new("/")).to_path_buf();
+            self.inbox = Some(Inbox::open(&dir, Duration::from_secs(10))?);
+        }
+        Ok(self.inbox.as_mut().expect("opened above"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::temp_store;
 
     fn arrival(id: &str) -> Arrival<'_> {
         Arrival {
@@ -164,23 +240,33 @@ mod tests {
 
     #[test]
     fn recorded_until_answered_and_a_running_command_is_remembered() {
-        let (_d, mut s) = temp_store();
-        let ids = s
-            .record_arrivals(&[arrival("e1"), arrival("e2"), arrival("e3")], 100)
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = Inbox::open(dir.path(), Duration::from_millis(500)).unwrap();
+        let ids = writer
+            .record(&[arrival("e1"), arrival("e2"), arrival("e3")], &[], 100)
             .unwrap();
         assert_eq!(ids.len(), 3);
-        s.mark_answered(ids[0]).unwrap();
-        s.mark_running(ids[1], "disk").unwrap();
-        let left = s.unanswered(0, 10).unwrap();
+        // The store thread's side: its own connection to the same file.
+        let (_d, mut store) = (
+            (),
+            Store::open(dir.path(), crate::store::Durability::Normal).unwrap(),
+        );
+        store.inbox().unwrap().mark_running(ids[1], "disk").unwrap();
+        writer.record(&[arrival("e4")], &[ids[0]], 200).unwrap();
+        let left = store.inbox().unwrap().unanswered(0, 10).unwrap();
         assert_eq!(
             left.iter()
                 .map(|p| p.envelope_id.as_str())
                 .collect::<Vec<_>>(),
-            ["e2", "e3"]
+            ["e2", "e3", "e4"]
         );
         assert_eq!(left[0].command.as_deref(), Some("disk"));
         assert_eq!(left[0].payload, "{\"event_id\":\"Ev1\"}");
-        assert_eq!(s.unanswered(ids[1], 10).unwrap().len(), 1);
-        assert_eq!(s.inbox_depth().unwrap(), 2);
+        assert_eq!(
+            store.inbox().unwrap().unanswered(ids[1], 10).unwrap().len(),
+            2
+        );
+        assert_eq!(store.inbox().unwrap().depth().unwrap(), 3);
+        assert_eq!(store.inbox().unwrap().last_row().unwrap(), ids[2] + 1);
     }
 }

@@ -82,6 +82,8 @@ pub(crate) enum Durability {
 pub(crate) struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The inbox, a file of its own beside this one, opened on first use.
+    inbox: Option<inbox::Inbox>,
 }
 
 impl Store {
@@ -100,26 +102,12 @@ impl Store {
     /// Opens (creating if needed) and migrates the store in `state_dir`.
     pub(crate) fn open(state_dir: &Path, durability: Durability) -> Result<Store, StoreError> {
         let path = Store::path_in(state_dir);
-        let open_err = |detail: String| StoreError::Open {
-            path: path.clone(),
-            detail,
+        let conn = open_file(state_dir, &path)?;
+        let mut store = Store {
+            conn,
+            path,
+            inbox: None,
         };
-        if !state_dir.exists() {
-            std::fs::create_dir_all(state_dir)
-                .map_err(|e| open_err(format!("cannot create {}: {e}", state_dir.display())))?;
-        }
-        let created = !path.exists();
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| open_err(e.to_string()))?;
-        if created {
-            give_to_directory_owner(state_dir, &path);
-        }
-        let mut store = Store { conn, path };
         store
             .conn
             .busy_timeout(Duration::from_secs(10))
@@ -238,23 +226,13 @@ impl Store {
         }
         if from < 2 {
             // The restart history moved here from the supervisor's JSON
-            // record; the durable inbox; who claimed each event.
+            // record; which inbox row claimed each event.
             tx.execute_batch(
                 "ALTER TABLE exits ADD COLUMN code INTEGER;
                  ALTER TABLE exits ADD COLUMN signal INTEGER;
                  ALTER TABLE exits ADD COLUMN hang INTEGER NOT NULL DEFAULT 0;
                  ALTER TABLE exits ADD COLUMN lifetime_ms INTEGER;
                  ALTER TABLE exits ADD COLUMN downtime_ms INTEGER;
-                 CREATE TABLE IF NOT EXISTS inbox (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    envelope_id TEXT NOT NULL,
-                    kind TEXT NOT NULL,
-                    retry_attempt INTEGER NOT NULL,
-                    retry_reason TEXT NOT NULL,
-                    payload TEXT NOT NULL,
-                    received_ms INTEGER NOT NULL,
-                    command TEXT
-                 );
                  ALTER TABLE dedup ADD COLUMN inbox_id INTEGER;",
             )
             .map_err(|e| classify(&self.path, e))?;
@@ -295,6 +273,31 @@ impl Store {
             .map(|_| ())
         })
     }
+}
+
+/// Opens a SQLite file in `state_dir` for reading and writing, creating it
+/// (and the directory) if needed; a new file goes to the directory's owner.
+fn open_file(state_dir: &Path, path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |detail: String| StoreError::Open {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if !state_dir.exists() {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| open_err(format!("cannot create {}: {e}", state_dir.display())))?;
+    }
+    let created = !path.exists();
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| open_err(e.to_string()))?;
+    if created {
+        give_to_directory_owner(state_dir, path);
+    }
+    Ok(conn)
 }
 
 /// Sorts a SQLite error into what an administrator can act on.

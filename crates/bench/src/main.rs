@@ -9,6 +9,7 @@ mod measure;
 mod peers;
 mod report;
 mod stats;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,12 +42,17 @@ struct Cli {
     /// Where the table goes.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
-    /// Measure one figure only (start, restart, memory, burst, ensure); nothing is written.
+    /// Measure one figure only (start, restart, memory, burst, ensure, systemd); nothing is written.
     #[arg(long, value_name = "FIGURE")]
     only: Option<String>,
+    /// Also measure this unit file under systemd, next to the shipped one
+    /// (for trying hardening settings); repeatable.
+    #[arg(long, value_name = "FILE")]
+    unit: Vec<PathBuf>,
 }
 
 struct Counts {
+    unit_starts: usize,
     starts: usize,
     kills: usize,
     pings: usize,
@@ -54,7 +60,7 @@ struct Counts {
     ensures: usize,
 }
 
-fn progress(what: &str) {
+pub(crate) fn progress(what: &str) {
     eprintln!("bench: {what}");
 }
 
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
     };
     let n = if cli.quick {
         Counts {
+            unit_starts: 2,
             starts: 2,
             kills: 3,
             pings: 50,
@@ -128,6 +135,7 @@ fn main() -> ExitCode {
         }
     } else {
         Counts {
+            unit_starts: 10,
             starts: 15,
             kills: 20,
             pings: 1000,
@@ -159,45 +167,85 @@ fn main() -> ExitCode {
                 Err(e) => note(k, "start", e),
             }
         }
-        progress(&format!(
-            "{}: restart after kill -9 ({} kills)",
-            k.name(),
-            n.kills
-        ));
-        match measure::restart(k, &programs, n.kills) {
-            Ok(v) => restart[i] = Some(v),
-            Err(e) => note(k, "restart", e),
+        if wanted("restart") {
+            progress(&format!(
+                "{}: restart after kill -9 ({} kills)",
+                k.name(),
+                n.kills
+            ));
+            match measure::restart(k, &programs, n.kills) {
+                Ok(v) => restart[i] = Some(v),
+                Err(e) => note(k, "restart", e),
+            }
         }
-        progress(&format!(
-            "{}: memory, idle and after {} pings",
-            k.name(),
-            n.pings
-        ));
-        match measure::memory(k, &programs, n.pings) {
-            Ok(v) => memory[i] = Some(v),
-            Err(e) => note(k, "memory", e),
+        if wanted("memory") {
+            progress(&format!(
+                "{}: memory, idle and after {} pings",
+                k.name(),
+                n.pings
+            ));
+            match measure::memory(k, &programs, n.pings) {
+                Ok(v) => memory[i] = Some(v),
+                Err(e) => note(k, "memory", e),
+            }
         }
-        progress(&format!(
-            "{}: a burst of {} events over one connection",
-            k.name(),
-            n.events
-        ));
-        match measure::burst(k, &programs, n.events) {
-            Ok(v) => burst[i] = Some(v),
-            Err(e) => note(k, "burst", e),
+        if wanted("burst") {
+            progress(&format!(
+                "{}: a burst of {} events over one connection",
+                k.name(),
+                n.events
+            ));
+            match measure::burst(k, &programs, n.events) {
+                Ok(v) => burst[i] = Some(v),
+                Err(e) => note(k, "burst", e),
+            }
         }
     }
-    progress(&format!(
-        "slackbotd: ensure on a healthy daemon ({} runs)",
-        n.ensures
-    ));
-    let ensure = match measure::ensure(&programs, n.ensures) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            note(Kind::Slackbotd, "ensure", e);
-            None
+    let ensure = if wanted("ensure") {
+        progress(&format!(
+            "slackbotd: ensure on a healthy daemon ({} runs)",
+            n.ensures
+        ));
+        match measure::ensure(&programs, n.ensures) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                note(Kind::Slackbotd, "ensure", e);
+                None
+            }
         }
+    } else {
+        None
     };
+
+    let mut units_measured = None;
+    if wanted("systemd") {
+        match systemd::available() {
+            Some(why) => eprintln!("bench: systemd figures skipped: {why}"),
+            None => {
+                let mut units = vec![
+                    ("minimal".to_string(), systemd::MINIMAL.to_string()),
+                    ("shipped".to_string(), systemd::shipped()),
+                ];
+                for u in &cli.unit {
+                    match std::fs::read_to_string(u) {
+                        Ok(t) => units.push((
+                            u.file_name()
+                                .unwrap_or_default()
+                                .to_string_lossy()
+                                .into_owned(),
+                            t.replace("/usr/bin/slackbotd", "/opt/slackbotd/slackbotd")
+                                .replace("/usr/local/bin/slackbotd", "/opt/slackbotd/slackbotd"),
+                        )),
+                        Err(e) => note(Kind::Slackbotd, "systemd", format!("{}: {e}", u.display())),
+                    }
+                }
+                match systemd::measure(&programs.bot, &units, n.unit_starts, n.kills) {
+                    Ok(f) => units_measured = Some(f),
+                    Err(e) => note(Kind::Slackbotd, "systemd", e),
+                }
+            }
+        }
+    }
 
     let judge = |ok: bool| (!cli.quick).then_some(ok);
     let pick = |v: &Option<(Vec<f64>, Vec<f64>)>, second: bool| {
@@ -351,8 +399,18 @@ fn main() -> ExitCode {
         });
     }
 
-    let table = report::text(&rows);
+    let unit_rows = units_measured
+        .as_ref()
+        .map(|f| unit_rows(f, &judge))
+        .unwrap_or_default();
+    let table = report::text(&rows, report::PEER_HEAD);
     println!("\n{table}");
+    if !unit_rows.is_empty() {
+        println!(
+            "\nUnder systemd, in a container:\n{}",
+            report::text(&unit_rows, report::UNIT_HEAD)
+        );
+    }
     println!("Medians, with the 10th–90th percentile in brackets. Ratios compare medians.");
     if cli.quick {
         println!("(--quick: tiny samples; nothing judged, nothing written)");
@@ -368,7 +426,15 @@ fn main() -> ExitCode {
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
                 .unwrap_or_default(),
-            report::markdown(&rows),
+            report::markdown(&rows, report::PEER_HEAD)
+                + &if unit_rows.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "\nUnder systemd, booted in a container on the same machine, in the same run (ratios: shipped over minimal):\n\n{}",
+                        report::markdown(&unit_rows, report::UNIT_HEAD)
+                    )
+                },
             n.starts,
             n.kills,
             n.pings,
@@ -396,4 +462,104 @@ fn main() -> ExitCode {
         );
         ExitCode::FAILURE
     }
+}
+
+/// The systemd table: the shipped unit (and any tried with `--unit`) next
+/// to the minimal one, and daemon mode in the same container.
+fn unit_rows(f: &systemd::Figures, judge: &dyn Fn(bool) -> Option<bool>) -> Vec<Row> {
+    let minimal = f.units.iter().find(|u| u.name == "minimal");
+    let mut rows = Vec::new();
+    for u in f.units.iter().filter(|u| u.name != "minimal") {
+        let label = |what: &str| {
+            if u.name == "shipped" {
+                what.to_string()
+            } else {
+                format!("{} ({})", what, u.name)
+            }
+        };
+        let shipped = u.name == "shipped";
+        let start = summarize(&u.start);
+        rows.push(Row {
+            figure: label("cold start: fork → READY (ms)"),
+            met: if shipped {
+                start.map(|s| s.median <= 60.0).and_then(judge)
+            } else {
+                None
+            },
+            ours: start,
+            peer: minimal.and_then(|m| summarize(&m.start)),
+            ratio: Ratio::OursOverPeer,
+            target: if shipped {
+                "≤ 60 ms".into()
+            } else {
+                String::new()
+            },
+            decimals: 1,
+        });
+        let worker = summarize(&u.worker_kill);
+        rows.push(Row {
+            figure: label("kill -9 of the worker → new hello (ms)"),
+            met: if shipped {
+                worker.map(|s| s.median <= 100.0).and_then(judge)
+            } else {
+                None
+            },
+            ours: worker,
+            peer: minimal.and_then(|m| summarize(&m.worker_kill)),
+            ratio: Ratio::OursOverPeer,
+            target: if shipped {
+                "≤ 100 ms".into()
+            } else {
+                String::new()
+            },
+            decimals: 1,
+        });
+        let main = summarize(&u.main_kill);
+        rows.push(Row {
+            figure: label("kill -9 of the main process → new hello (ms)"),
+            met: if shipped {
+                main.map(|s| s.median <= 300.0).and_then(judge)
+            } else {
+                None
+            },
+            ours: main,
+            peer: minimal.and_then(|m| summarize(&m.main_kill)),
+            ratio: Ratio::OursOverPeer,
+            target: if shipped {
+                "≤ 300 ms".into()
+            } else {
+                String::new()
+            },
+            decimals: 1,
+        });
+        rows.push(Row {
+            figure: label("systemd-analyze security (exposure)"),
+            met: if shipped {
+                u.security.map(|s| s <= 2.0).and_then(judge)
+            } else {
+                None
+            },
+            ours: u.security.and_then(|s| summarize(&[s])),
+            peer: minimal
+                .and_then(|m| m.security)
+                .and_then(|s| summarize(&[s])),
+            ratio: Ratio::None,
+            target: if shipped {
+                "≤ 2.0".into()
+            } else {
+                String::new()
+            },
+            decimals: 1,
+        });
+    }
+    rows.push(Row {
+        figure: "daemon mode: kill -9 of the worker → new hello (ms)".into(),
+        ours: summarize(&f.daemon_kill),
+        peer: None,
+        ratio: Ratio::None,
+        target: String::new(),
+        met: None,
+        decimals: 1,
+    });
+    rows
 }

@@ -69,7 +69,8 @@ impl Row {
     }
 }
 
-const HEAD: [&str; 6] = [
+/// The columns of the table against the Bolt peer.
+pub const PEER_HEAD: [&str; 6] = [
     "figure",
     "slackbotd",
     "Bolt (Python)",
@@ -78,10 +79,20 @@ const HEAD: [&str; 6] = [
     "",
 ];
 
+/// The columns of the systemd table: the shipped unit against a minimal one.
+pub const UNIT_HEAD: [&str; 6] = [
+    "figure",
+    "shipped unit",
+    "minimal unit",
+    "ratio",
+    "target",
+    "",
+];
+
 /// A plain-text table.
-pub fn text(rows: &[Row]) -> String {
+pub fn text(rows: &[Row], head: [&str; 6]) -> String {
     let cells: Vec<[String; 6]> = rows.iter().map(Row::cells).collect();
-    let mut width = HEAD.map(|h| h.chars().count());
+    let mut width = head.map(|h| h.chars().count());
     for c in &cells {
         for (i, v) in c.iter().enumerate() {
             width[i] = width[i].max(v.chars().count());
@@ -96,7 +107,7 @@ pub fn text(rows: &[Row]) -> String {
             .trim_end()
             .to_string()
     };
-    let mut out = line(&HEAD.map(String::from));
+    let mut out = line(&head.map(String::from));
     out.push('\n');
     for c in &cells {
         out.push_str(&line(c));
@@ -106,11 +117,11 @@ pub fn text(rows: &[Row]) -> String {
 }
 
 /// A Markdown table.
-pub fn markdown(rows: &[Row]) -> String {
+pub fn markdown(rows: &[Row], head: [&str; 6]) -> String {
     let mut out = format!(
         "| {} |\n|{}|\n",
-        HEAD.join(" | "),
-        HEAD.map(|_| "---").join("|")
+        head.join(" | "),
+        head.map(|_| "---").join("|")
     );
     for r in rows {
         out.push_str(&format!("| {} |\n", r.cells().join(" | ")));
