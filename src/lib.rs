@@ -5,10 +5,11 @@
 //! it (`tests/architecture.rs` reads this list and fails on an import that
 //! goes up):
 //!
-//! layers: exit clock host backoff text files | syslog systemd systemctl | config secrets logging | health store supervise | slack settings | bot | wake monitor service | cli modes
+//! layers: exit clock host backoff text files memory | syslog systemd systemctl | config secrets logging | health store supervise | slack settings | bot | wake monitor service | cli modes
 //!
-//! - **Foundations** (`exit` … `files`): exit codes, time, this host's name,
-//!   retry timing, text cutting, safe file writes. They know nothing of Slack.
+//! - **Foundations** (`exit` … `memory`): exit codes, time, this host's name,
+//!   retry timing, text cutting, safe file writes, giving memory back. They
+//!   know nothing of Slack.
 //! - **Operating-system edges** (`syslog`, `systemd`, `systemctl`): each
 //!   speaks one protocol, in one file.
 //! - **What the administrator wrote** (`config`, `secrets`) and where log
@@ -41,6 +42,7 @@ pub(crate) mod files;
 pub(crate) mod health;
 pub(crate) mod host;
 pub(crate) mod logging;
+pub(crate) mod memory;
 pub(crate) mod modes;
 pub(crate) mod monitor;
 pub(crate) mod secrets;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::{self, human};
 use crate::health::{Health, HealthSnapshot};
+use crate::memory::{self, Trimmer};
 use crate::settings::SettingsRx;
 use crate::supervise::heartbeat::{self, Heartbeat};
 use crate::systemd::Notifier;
@@ -33,6 +34,8 @@ pub(crate) struct Monitor {
     was_healthy: bool,
     /// When the last update ran, to notice a stalled event loop.
     last_tick: Instant,
+    /// When to give a burst's memory back.
+    trimmer: Trimmer,
 }
 
 impl Monitor {
@@ -54,6 +57,7 @@ impl Monitor {
             last_status: String::new(),
             was_healthy: false,
             last_tick: Instant::now(),
+            trimmer: Trimmer::default(),
         }
     }
 
@@ -103,6 +107,9 @@ impl Monitor {
             tracing::warn!("the event loop was unresponsive for {}", human(lag));
         }
         let s = self.health.snapshot();
+        if self.trimmer.due(s.events, Instant::now()) {
+            memory::release();
+        }
         let status = self.status_line(&s);
         if !self.ready && s.ever_connected {
             self.ready = true;

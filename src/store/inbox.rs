@@ -96,7 +96,10 @@ impl Inbox {
             .run(|c| {
                 c.busy_timeout(busy)?;
                 c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
-                c.execute_batch("PRAGMA synchronous = NORMAL;")?;
+                c.execute_batch(&format!(
+                    "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -{};",
+                    super::CACHE_KIB
+                ))?;
                 let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
                 if version >= SCHEMA_VERSION {
                     return Ok(version);

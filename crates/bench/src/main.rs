@@ -52,6 +52,7 @@ struct Cli {
 }
 
 struct Counts {
+    settle: std::time::Duration,
     unit_starts: usize,
     starts: usize,
     kills: usize,
@@ -126,6 +127,7 @@ fn main() -> ExitCode {
     };
     let n = if cli.quick {
         Counts {
+            settle: std::time::Duration::from_secs(2),
             unit_starts: 2,
             starts: 2,
             kills: 3,
@@ -135,6 +137,7 @@ fn main() -> ExitCode {
         }
     } else {
         Counts {
+            settle: std::time::Duration::from_secs(60),
             unit_starts: 10,
             starts: 15,
             kills: 20,
@@ -180,11 +183,11 @@ fn main() -> ExitCode {
         }
         if wanted("memory") {
             progress(&format!(
-                "{}: memory, idle and after {} pings",
+                "{}: memory, idle, after {} pings pushed at once, and a quiet while later",
                 k.name(),
                 n.pings
             ));
-            match measure::memory(k, &programs, n.pings) {
+            match measure::memory(k, &programs, n.pings, n.settle) {
                 Ok(v) => memory[i] = Some(v),
                 Err(e) => note(k, "memory", e),
             }
@@ -255,8 +258,12 @@ fn main() -> ExitCode {
     let mib = |v: &Option<measure::Memory>, which: u8| {
         v.map(|m| match which {
             0 => m.idle,
-            1 => m.busy,
-            _ => m.busy_anon,
+            1 => m.idle_pss,
+            2 => m.busy,
+            3 => m.busy_pss,
+            4 => m.busy_anon,
+            5 => m.settled,
+            _ => m.settled_pss,
         })
         .and_then(|k| summarize(&[k / 1024.0]))
     };
@@ -302,13 +309,16 @@ fn main() -> ExitCode {
         met: None,
         decimals: 1,
     });
-    for (which, label) in [
-        (0u8, "RSS after connecting (MiB)"),
-        (1, "RSS after the pings (MiB)"),
-        (2, "  of which anonymous (MiB)"),
+    for (which, label, judged) in [
+        (0u8, "RSS once connected (MiB)", false),
+        (1, "  PSS once connected (MiB)", true),
+        (2, "RSS after 1,000 pings at once (MiB)", false),
+        (3, "  PSS after the pings (MiB)", true),
+        (4, "  of which anonymous (MiB)", false),
+        (5, "RSS a quiet while later (MiB)", false),
+        (6, "  PSS a quiet while later (MiB)", false),
     ] {
         let (o, p) = (mib(&memory[0], which), mib(&memory[1], which));
-        let judged = which < 2;
         rows.push(Row {
             figure: label.into(),
             met: match (o, p) {
@@ -323,6 +333,22 @@ fn main() -> ExitCode {
             } else {
                 String::new()
             },
+            decimals: 1,
+        });
+    }
+    if let Some(m) = memory[0] {
+        let settled = summarize(&[m.settled_pss / 1024.0]);
+        rows.push(Row {
+            figure: "PSS a quiet while later, over idle (MiB)".into(),
+            met: judge((m.settled_pss - m.idle_pss) / 1024.0 <= 2.0),
+            ours: summarize(&[(m.settled_pss - m.idle_pss) / 1024.0]),
+            peer: None,
+            ratio: Ratio::None,
+            target: format!(
+                "within 2 MiB of idle ({:.1} → {:.1} MiB)",
+                m.idle_pss / 1024.0,
+                settled.map(|s| s.median).unwrap_or(f64::NAN)
+            ),
             decimals: 1,
         });
     }

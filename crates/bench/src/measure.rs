@@ -119,20 +119,31 @@ pub fn restart(kind: Kind, p: &Programs, kills: usize) -> Result<(Vec<f64>, Vec<
     result.map(|_| (to_hello, to_pong))
 }
 
-/// Memory in KiB.
+/// Memory in KiB, summed over the bot's processes (the supervisor and its
+/// worker, for slackbotd): RSS counts the pages of the executable that both
+/// share twice, PSS shares them out.
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
-    /// RSS once connected and idle.
+    /// Once connected and idle: RSS.
     pub idle: f64,
-    /// RSS after the pings.
+    /// Once connected and idle: PSS.
+    pub idle_pss: f64,
+    /// Right after a burst of pings was answered: RSS.
     pub busy: f64,
+    /// Right after the burst: PSS.
+    pub busy_pss: f64,
     /// Of that, anonymous (heap, stacks): what the program itself allocated,
     /// without the pages of its executable and libraries.
     pub busy_anon: f64,
+    /// After a quiet while: RSS.
+    pub settled: f64,
+    /// After a quiet while: PSS.
+    pub settled_pss: f64,
 }
 
-/// Steady memory: after connecting, and after `pings` pings.
-pub fn memory(kind: Kind, p: &Programs, pings: usize) -> Result<Memory, Failed> {
+/// Memory idle, right after `pings` pings pushed at once were answered, and
+/// after `settle` more of quiet.
+pub fn memory(kind: Kind, p: &Programs, pings: usize, settle: Duration) -> Result<Memory, Failed> {
     let fake = quiet_fake();
     let s = Scratch::new(&fake, "memory").map_err(|e| e.to_string())?;
     let child = peers::spawn(kind, p, &fake, &s).map_err(|e| e.to_string())?;
@@ -140,26 +151,27 @@ pub fn memory(kind: Kind, p: &Programs, pings: usize) -> Result<Memory, Failed> 
     let result = (|| {
         hello_of(&fake, 0, Duration::from_secs(30)).ok_or("did not connect")?;
         std::thread::sleep(Duration::from_secs(1));
-        let idle = peers::tree_kib(pid, "VmRSS").ok_or("no RSS")?;
-        let mut sent = 0;
-        while sent < pings {
-            let batch = (pings - sent).min(50);
-            for _ in 0..batch {
-                fake.send_mention(DEFAULT_CHANNEL, DEFAULT_USER, "ping", None);
-            }
-            sent += batch;
-            fake.wait_for(Duration::from_secs(60), |s| {
-                (s.posts.len() >= sent).then_some(())
-            })
-            .ok_or("pongs missing")?;
-        }
+        let rss = || peers::tree_kib(pid, "VmRSS").ok_or("no RSS");
+        let pss = || peers::tree_pss_kib(pid).ok_or("no PSS");
+        let (idle, idle_pss) = (rss()?, pss()?);
+        fake.send_burst(pings, "ping {n}");
+        fake.wait_for(Duration::from_secs(120), |s| {
+            (s.posts.len() >= pings).then_some(())
+        })
+        .ok_or("pongs missing")?;
         std::thread::sleep(Duration::from_secs(1));
-        let busy = peers::tree_kib(pid, "VmRSS").ok_or("no RSS")?;
+        let (busy, busy_pss) = (rss()?, pss()?);
         let busy_anon = peers::tree_kib(pid, "RssAnon").ok_or("no RssAnon")?;
+        std::thread::sleep(settle);
+        let (settled, settled_pss) = (rss()?, pss()?);
         Ok::<_, Failed>(Memory {
             idle,
+            idle_pss,
             busy,
+            busy_pss,
             busy_anon,
+            settled,
+            settled_pss,
         })
     })();
     peers::stop(child);

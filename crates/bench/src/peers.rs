@@ -150,6 +150,24 @@ pub fn tree_kib(pid: u32, field: &str) -> Option<f64> {
     Some(total)
 }
 
+/// PSS (KiB) summed over a process and its descendants.
+pub fn tree_pss_kib(pid: u32) -> Option<f64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let mut total: f64 = rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+        total += tree_pss_kib(c).unwrap_or(0.0);
+    }
+    Some(total)
+}
+
 /// Whether a file exists and is executable.
 pub fn executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
