@@ -164,7 +164,8 @@ impl Default for SuperviseConfig {
 pub(crate) struct EnsureConfig {
     /// The systemd unit to inspect and repair.
     pub(crate) unit: String,
-    /// The lock that keeps `ensure` runs from piling up.
+    /// The lock that keeps `ensure` runs from piling up (root's lives in
+    /// `/run`, where only root writes; see `modes/ensure.rs`).
     pub(crate) lockfile: PathBuf,
     /// The longest one `ensure` run may take, waiting for the lock included.
     #[serde(deserialize_with = "duration")]
@@ -175,7 +176,7 @@ impl Default for EnsureConfig {
     fn default() -> Self {
         EnsureConfig {
             unit: "slackbotd.service".to_string(),
-            lockfile: PathBuf::from("/run/lock/slackbotd-ensure.lock"),
+            lockfile: PathBuf::from("/run/slackbotd-ensure.lock"),
             timeout: Duration::from_secs(50),
         }
     }
@@ -235,6 +236,11 @@ pub(crate) struct BotConfig {
     /// How long an `event_id` is remembered, so a redelivery is answered once.
     #[serde(deserialize_with = "duration")]
     pub(crate) dedup_retention: Duration,
+    /// Slack user IDs who may ask the built-in `status` (host, pid, last
+    /// crash); everyone when absent.
+    pub(crate) status_allow_users: Option<Vec<String>>,
+    /// Channel IDs where `status` answers; everywhere when absent.
+    pub(crate) status_allow_channels: Option<Vec<String>>,
 }
 
 impl Default for BotConfig {
@@ -243,6 +249,8 @@ impl Default for BotConfig {
             max_concurrent_commands: 8,
             reply_limit: 3000,
             dedup_retention: Duration::from_secs(3600),
+            status_allow_users: None,
+            status_allow_channels: None,
         }
     }
 }
@@ -276,6 +284,52 @@ pub(crate) struct CommandConfig {
     /// Run as this user (needs slackbotd to run as root).
     #[serde(default)]
     pub(crate) user: Option<String>,
+    /// Which words from Slack may follow the configured argv [default:
+    /// none]. Words become the program's arguments, and so its options: a
+    /// command says what it takes.
+    #[serde(default)]
+    pub(crate) args: ArgsPolicy,
+    /// One glob every word must match, for any number of words (instead of
+    /// a list in `args`).
+    #[serde(default)]
+    pub(crate) args_pattern: Option<String>,
+    /// A word put between the configured argv and the user's words, such as
+    /// `--`, so the program reads none of them as an option.
+    #[serde(default)]
+    pub(crate) args_separator: Option<String>,
+}
+
+/// `args` of a `[[command]]`: what the words after its name may be.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) enum ArgsPolicy {
+    /// No words at all (the default).
+    #[default]
+    None,
+    /// Any words: the operator trusts everyone allowed to run it.
+    Any,
+    /// At most one word per glob, each matching the glob at its position.
+    Patterns(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for ArgsPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            List(Vec<String>),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(r#"args must be "none", "any", or a list of glob patterns"#)
+        })? {
+            Raw::Word(w) if w == "none" => Ok(ArgsPolicy::None),
+            Raw::Word(w) if w == "any" => Ok(ArgsPolicy::Any),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                r#"args = {w:?}: use "none", "any", or a list of glob patterns such as ["--since=*"]"#
+            ))),
+            Raw::List(l) => Ok(ArgsPolicy::Patterns(l)),
+        }
+    }
 }
 
 fn default_max_concurrent() -> usize {
@@ -524,6 +578,15 @@ impl Config {
             if c.max_concurrent == 0 {
                 return Err(bad(&key("max_concurrent"), "must be at least 1".into()));
             }
+            if c.args_pattern.is_some() && c.args != ArgsPolicy::None {
+                return Err(bad(
+                    &key("args_pattern"),
+                    "and args are two ways to say the same; set one of them".into(),
+                ));
+            }
+            if matches!(&c.args_separator, Some(w) if w.is_empty()) {
+                return Err(bad(&key("args_separator"), "is empty".into()));
+            }
             if let Some(d) = &c.cwd {
                 if !d.is_absolute() {
                     return Err(bad(
@@ -613,6 +676,30 @@ mod tests {
         assert!(e.to_string().contains("absolute"), "{e}");
         let e = parse(&format!("{ok}{ok}")).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn args_policies_parse() {
+        let cmd = |extra: &str| {
+            parse(&format!(
+                "[[command]]\nname = \"d\"\nrun = [\"/bin/date\"]\n{extra}"
+            ))
+        };
+        assert_eq!(cmd("").unwrap().commands[0].args, ArgsPolicy::None);
+        assert_eq!(
+            cmd("args = \"any\"").unwrap().commands[0].args,
+            ArgsPolicy::Any
+        );
+        assert_eq!(
+            cmd("args = [\"+%s\"]").unwrap().commands[0].args,
+            ArgsPolicy::Patterns(vec!["+%s".into()])
+        );
+        let e = cmd("args = \"all\"").unwrap_err().to_string();
+        assert!(e.contains(r#""none", "any""#), "{e}");
+        let e = cmd("args = \"any\"\nargs_pattern = \"x*\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set one of them"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! cron, read them directly, with no token path in the configuration.
 
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::SlackConfig;
@@ -134,13 +135,31 @@ pub(crate) enum TokenError {
         err: std::io::Error,
     },
     #[error(
-        "the {kind} file {} is readable by group or others (mode {mode:04o}); \
-         run: chmod 600 {}", .path.display(), .path.display()
+        "the {kind} file {} is {} by group or others (mode {mode:04o}); \
+         run: chmod 600 {}", .path.display(),
+        if .mode & 0o044 != 0 { "readable" } else { "writable" }, .path.display()
     )]
     Exposed {
         kind: TokenKind,
         path: PathBuf,
         mode: u32,
+    },
+    #[error(
+        "the {kind} file {} belongs to uid {owner}, neither root nor the user the bot runs as; \
+         run: chown root {}", .path.display(), .path.display()
+    )]
+    ForeignOwner {
+        kind: TokenKind,
+        path: PathBuf,
+        owner: u32,
+    },
+    #[error("the {kind} file {} is not a regular file (a symbolic link, a directory or a device); give the file itself", .path.display())]
+    NotAFile { kind: TokenKind, path: PathBuf },
+    #[error("the {kind} from {source_} contains a control character at byte {at}; write the token alone on one line")]
+    ControlChar {
+        kind: TokenKind,
+        source_: TokenSource,
+        at: usize,
     },
     #[error("the {kind} from {source_} is empty; it must be {what}", what = .kind.describe())]
     Empty {
@@ -189,16 +208,31 @@ impl Tokens {
         slack: &SlackConfig,
         config_dir: Option<&Path>,
     ) -> Result<Tokens, TokenError> {
+        Tokens::load_as(slack, config_dir, &[])
+    }
+
+    /// As `load`, also accepting token files owned by `owners` (the user a
+    /// daemon started by root will run as).
+    pub(crate) fn load_as(
+        slack: &SlackConfig,
+        config_dir: Option<&Path>,
+        owners: &[u32],
+    ) -> Result<Tokens, TokenError> {
         let dir = config_dir.unwrap_or(Path::new("/etc/slackbotd"));
-        let app = load_one(TokenKind::App, slack.app_token_file.as_deref(), dir)?;
-        let bot = load_one(TokenKind::Bot, slack.bot_token_file.as_deref(), dir)?;
+        let app = load_one(TokenKind::App, slack.app_token_file.as_deref(), dir, owners)?;
+        let bot = load_one(TokenKind::Bot, slack.bot_token_file.as_deref(), dir, owners)?;
         Ok(Tokens { app, bot })
     }
 }
 
-fn load_one(kind: TokenKind, file: Option<&Path>, dir: &Path) -> Result<Token, TokenError> {
+fn load_one(
+    kind: TokenKind,
+    file: Option<&Path>,
+    dir: &Path,
+    owners: &[u32],
+) -> Result<Token, TokenError> {
     if let Some(path) = file {
-        let raw = read_private_file(kind, path, TokenSource::File(path.to_path_buf()))?;
+        let raw = read_private_file(kind, path, TokenSource::File(path.to_path_buf()), owners)?;
         return validate(kind, &raw, TokenSource::File(path.to_path_buf()));
     }
     if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
@@ -217,32 +251,79 @@ fn load_one(kind: TokenKind, file: Option<&Path>, dir: &Path) -> Result<Token, T
         return validate(kind, &raw, TokenSource::Env(kind.env()));
     }
     let default = dir.join(kind.default_file());
-    if default.exists() {
-        let raw = read_private_file(kind, &default, TokenSource::File(default.clone()))?;
+    if std::fs::symlink_metadata(&default).is_ok() {
+        let raw = read_private_file(kind, &default, TokenSource::File(default.clone()), owners)?;
         return validate(kind, &raw, TokenSource::File(default));
     }
     Err(TokenError::Missing { kind, default })
 }
 
-fn read_private_file(kind: TokenKind, path: &Path, src: TokenSource) -> Result<String, TokenError> {
+/// Reads a token file with one open, never through a symbolic link, and
+/// judges the open descriptor itself: a regular file, owned by root or by a
+/// user the bot runs as, that nobody else can read or write (whoever can
+/// write the token can make the bot talk to a workspace of their choosing).
+fn read_private_file(
+    kind: TokenKind,
+    path: &Path,
+    src: TokenSource,
+    owners: &[u32],
+) -> Result<String, TokenError> {
     let unreadable = |err| TokenError::Unreadable {
         kind,
         source_: src.clone(),
         err,
     };
-    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => TokenError::NotAFile {
+                kind,
+                path: path.to_path_buf(),
+            },
+            _ => unreadable(e),
+        })?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(TokenError::NotAFile {
+            kind,
+            path: path.to_path_buf(),
+        });
+    }
     let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o044 != 0 {
+    if mode & 0o066 != 0 {
         return Err(TokenError::Exposed {
             kind,
             path: path.to_path_buf(),
             mode,
         });
     }
-    std::fs::read_to_string(path).map_err(unreadable)
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me && !owners.contains(&meta.uid()) {
+        return Err(TokenError::ForeignOwner {
+            kind,
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+        });
+    }
+    let mut text = String::new();
+    // A token is a line; a huge "token file" is a mistake, not a token.
+    (&mut file)
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(unreadable)?;
+    Ok(text)
 }
 
 fn validate(kind: TokenKind, raw: &str, source_: TokenSource) -> Result<Token, TokenError> {
+    // Only the line end may follow the token: any other control character
+    // (a NUL, an escape, a stray carriage return inside) is named, not
+    // mistaken later for a network problem.
+    let body = raw.trim_end_matches(['\n', '\r']);
+    if let Some(at) = body.bytes().position(|b| b.is_ascii_control()) {
+        return Err(TokenError::ControlChar { kind, source_, at });
+    }
     let t = raw.trim();
     if t.is_empty() {
         return Err(TokenError::Empty { kind, source_ });
@@ -311,7 +392,7 @@ mod tests {
         let f = dir.join("bot");
         std::fs::write(&f, "xoxb-1-x\n").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let e = load_one(TokenKind::Bot, Some(&f), &dir)
+        let e = load_one(TokenKind::Bot, Some(&f), &dir, &[])
             .unwrap_err()
             .to_string();
         assert!(
@@ -320,9 +401,35 @@ mod tests {
         );
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
-            load_one(TokenKind::Bot, Some(&f), &dir).unwrap().expose(),
+            load_one(TokenKind::Bot, Some(&f), &dir, &[])
+                .unwrap()
+                .expose(),
             "xoxb-1-x"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_writable_linked_or_control_character_token_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bot");
+        std::fs::write(&f, "xoxb-1-x\n").unwrap();
+        // World-writable but not readable: whoever writes it picks the workspace.
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o622)).unwrap();
+        let e = load_one(TokenKind::Bot, Some(&f), dir.path(), &[]).unwrap_err();
+        assert!(e.to_string().contains("writable by group or others"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // A symbolic link, even to a private file, is not the file.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        let e = load_one(TokenKind::Bot, Some(&link), dir.path(), &[]).unwrap_err();
+        assert!(matches!(e, TokenError::NotAFile { .. }), "{e}");
+        // A control character is named with its place.
+        std::fs::write(&f, "xoxb-1\x07-x\n").unwrap();
+        let e = load_one(TokenKind::Bot, Some(&f), dir.path(), &[]).unwrap_err();
+        assert!(e.to_string().contains("control character at byte 6"), "{e}");
+        assert_eq!(e.exit_code(), ExitCode::CONFIG);
+        std::fs::write(&f, "xoxb-1-x\r\n").unwrap();
+        assert!(load_one(TokenKind::Bot, Some(&f), dir.path(), &[]).is_ok());
     }
 }

@@ -31,7 +31,7 @@ fn shell_metacharacters_are_plain_arguments() {
     let s = Setup::new();
     let _p = bot_with(
         &s,
-        "[[command]]\nname = \"args\"\nrun = [\"/usr/bin/printf\", \"[%s]\\\\n\"]\n",
+        "[[command]]\nname = \"args\"\nrun = [\"/usr/bin/printf\", \"[%s]\\\\n\"]\nargs = \"any\"\n",
     );
     let r = reply_to(
         &s,
@@ -42,6 +42,32 @@ fn shell_metacharacters_are_plain_arguments() {
     assert_eq!(
         r,
         "[$(id)]\n[;]\n[rm]\n[-rf]\n[/]\n[|]\n[cat]\n[`whoami`]\n[two words]\n[&&]\n[>x]"
+    );
+}
+
+#[test]
+fn words_from_slack_are_no_options_unless_the_command_allows_them() {
+    let s = Setup::new();
+    let _p = bot_with(
+        &s,
+        "[[command]]\nname = \"date\"\nrun = [\"/bin/date\"]\n\
+         [[command]]\nname = \"since\"\nrun = [\"/usr/bin/printf\", \"[%s]\\\\n\"]\nargs = [\"--since=*\"]\n\
+         [[command]]\nname = \"any\"\nrun = [\"/usr/bin/printf\", \"[%s]\\\\n\"]\nargs = \"any\"\nargs_separator = \"--\"\n",
+    );
+    // The audit's attack: date reads any file named by -f.
+    let r = reply_to(&s, "C1", "U1", "date -f /etc/shadow");
+    assert!(
+        r.contains("takes no arguments") && r.contains("`args`"),
+        "{r}"
+    );
+    assert!(!r.contains("root:"), "{r}");
+    assert_eq!(reply_to(&s, "C1", "U1", "since --since=1h"), "[--since=1h]");
+    let r = reply_to(&s, "C1", "U1", "since --until=1h");
+    assert!(r.contains("does not accept \"--until=1h\""), "{r}");
+    // Whitespace inside quotes reaches the program as typed; `--` first.
+    assert_eq!(
+        reply_to(&s, "C1", "U1", "any 'a  b' \"x\ny\" -f"),
+        "[--]\n[a  b]\n[x\ny]\n[-f]"
     );
 }
 
@@ -174,7 +200,10 @@ fn output_is_replied_in_the_thread_and_cut_when_too_long() {
 #[test]
 fn slash_commands_map_to_the_same_table() {
     let s = Setup::new();
-    let _p = bot_with(&s, "[[command]]\nname = \"echo\"\nrun = [\"/bin/echo\"]\n");
+    let _p = bot_with(
+        &s,
+        "[[command]]\nname = \"echo\"\nrun = [\"/bin/echo\"]\nargs = \"any\"\n",
+    );
     s.fake
         .send_slash_command("/echo", "from a slash command", "U1", "C1");
     let p = s

@@ -119,3 +119,45 @@ fn usage_errors_exit_64() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn a_control_character_in_a_token_file_exits_78_naming_its_place() {
+    let s = Setup::new();
+    let token = s.fake.bot_token();
+    s.write_secret(
+        "bot-token",
+        &format!("{}\u{1b}{}\n", &token[..5], &token[5..]),
+    );
+    let cfg = s.config(1, "30s", "");
+    for mode in ["check", "run"] {
+        let out = s.output(&cfg, &[mode]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{mode}: {said}");
+        assert!(
+            said.contains("control character at byte 5"),
+            "{mode}: {said}"
+        );
+        assert_no_panic(&said);
+    }
+}
+
+#[test]
+fn absurd_durations_on_the_command_line_are_refused_not_panicked_on() {
+    let s = Setup::new();
+    let cfg = s.config(1, "30s", "");
+    for args in [
+        &["daemon", "--wait", "500000000000years"][..],
+        &["stop", "--for", "500000000000years"][..],
+        &["stop", "--timeout", "2years"][..],
+    ] {
+        let out = s.output(&cfg, args);
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {said}");
+        assert!(
+            said.contains("longer than a year") || said.contains("invalid"),
+            "{args:?}: {said}"
+        );
+        assert_no_panic(&said);
+    }
+}

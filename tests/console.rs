@@ -36,7 +36,7 @@ fn operator_commands_run_from_the_console() {
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
-        "[[command]]\nname = \"echo\"\nrun = [\"/bin/echo\", \"said:\"]\n",
+        "[[command]]\nname = \"echo\"\nrun = [\"/bin/echo\", \"said:\"]\nargs = \"any\"\n",
     )
     .unwrap();
     let (code, out) = console(Some(&cfg), "echo 'two words' ; $(id)\n");

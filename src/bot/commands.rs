@@ -87,17 +87,40 @@ async fn drain<R: AsyncRead + Unpin>(mut r: R, keep: usize, tail: bool) -> (Vec<
     (kept, total)
 }
 
-/// Runs `cmd` with `args`, feeding `stdin_json`, within its timeout.
+/// Marks every descriptor above stderr close-on-exec in a command's child,
+/// whatever the bot itself inherited (a hand-started `run` gets the
+/// shell's): the program sees its three pipes and nothing else. Marked, not
+/// closed, so the pipe on which the standard library reports a failed exec
+/// keeps working.
+fn close_inherited() -> std::io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+    // SAFETY: close_range(2) only changes flags of this (child) process's
+    // descriptors; it is a single system call, async-signal-safe.
+    let done =
+        unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) } == 0;
+    if !done {
+        // Kernels before 5.11: one by one.
+        for fd in 3..4096 {
+            // SAFETY: as above; a descriptor that is not open gives EBADF.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cmd` with `extra` after its configured argv (the separator and
+/// the user's words, allowed by `arguments.rs`), feeding `stdin_json`,
+/// within its timeout.
 pub(crate) async fn run(
     cmd: &CommandConfig,
-    args: &[String],
+    extra: &[String],
     caller: &Caller,
     stdin_json: &[u8],
 ) -> Outcome {
     let started = Instant::now();
     let mut c = tokio::process::Command::new(&cmd.run[0]);
     c.args(&cmd.run[1..])
-        .args(args)
+        .args(extra)
         .env_clear()
         .env("PATH", COMMAND_PATH)
         .env("LANG", "C.UTF-8")
@@ -123,6 +146,9 @@ pub(crate) async fn run(
             Err(e) => return spawn_failed(started, format!("cannot look up user {user:?}: {e}")),
         }
     }
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only async-signal-safe system calls.
+    unsafe { c.pre_exec(close_inherited) };
     let mut child = match c.spawn() {
         Ok(ch) => ch,
         Err(e) => return spawn_failed(started, format!("cannot start {}: {e}", cmd.run[0])),
@@ -290,6 +316,9 @@ mod tests {
             max_concurrent: 1,
             cwd: None,
             user: None,
+            args: Default::default(),
+            args_pattern: None,
+            args_separator: None,
         }
     }
 

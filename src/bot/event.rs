@@ -201,7 +201,8 @@ pub(crate) fn strip_mention(text: &str, bot_user: &str) -> String {
         }
     }
     out.push_str(rest);
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
+    // Only the ends: whitespace inside quotes is the user's.
+    out.trim().to_string()
 }
 
 #[cfg(test)]
@@ -251,7 +252,8 @@ mod tests {
                 r.thread_ts.as_deref(),
                 r.event_id.as_deref()
             ),
-            ("ping now", Some("1.0"), Some("Ev1"))
+            // Only the mention and the ends go: the user's spacing stays.
+            ("ping  now", Some("1.0"), Some("Ev1"))
         );
         assert_eq!(r.origin, Origin::Mention);
     }

@@ -11,6 +11,7 @@
 
 pub(crate) mod access;
 pub(crate) mod announce;
+pub(crate) mod arguments;
 pub(crate) mod builtins;
 pub(crate) mod commands;
 pub(crate) mod dedup;

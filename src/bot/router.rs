@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::bot::access::{self, Verdict};
+use crate::bot::arguments;
 use crate::bot::builtins::{self, BotInfo};
 use crate::bot::commands::{self, Caller};
 use crate::bot::event::{Origin, Request};
@@ -49,8 +50,10 @@ pub(crate) enum Routed {
 pub(crate) struct PreparedCommand {
     /// The command's configuration.
     cmd: crate::config::CommandConfig,
-    /// The words after its name.
+    /// The words after its name, as the user gave them (for the audit log).
     args: Vec<String>,
+    /// What follows the configured argv: the separator, then the words.
+    argv: Vec<String>,
     /// Who asked, for its environment.
     caller: Caller,
     /// The event's JSON, for its stdin.
@@ -69,7 +72,7 @@ impl PreparedCommand {
 
     /// Runs it and turns its outcome into the reply.
     pub(crate) async fn run(self) -> Reply {
-        let outcome = commands::run(&self.cmd, &self.args, &self.caller, &self.stdin).await;
+        let outcome = commands::run(&self.cmd, &self.argv, &self.caller, &self.stdin).await;
         tracing::info!(
             target: "audit",
             user = %self.caller.user,
@@ -134,7 +137,19 @@ impl Router {
         let reply = match name.as_str() {
             "ping" => Reply::plain(builtins::ping()),
             "help" => Reply::plain(builtins::help(config, &req.user, &req.channel)),
-            "status" => Reply::plain(builtins::status(&self.info).await),
+            "status" => match access::check_status(&config.bot, &req.user, &req.channel) {
+                Verdict::Allowed => Reply::plain(builtins::status(&self.info).await),
+                refused => {
+                    let why = match refused {
+                        Verdict::UserRefused => "you are not on [bot].status_allow_users",
+                        _ => "it is not allowed in this channel ([bot].status_allow_channels)",
+                    };
+                    tracing::warn!(target: "audit", user = %req.user, channel = %req.channel, "status refused: {why}");
+                    Reply::plain(format!(
+                        ":no_entry: You may not ask for `status` here: {why}."
+                    ))
+                }
+            },
             _ => match config.command(&name) {
                 Some(cmd) => return self.operator(cmd, args, req, config),
                 None => Reply::plain(format!(
@@ -165,6 +180,13 @@ impl Router {
                 cmd.name
             )));
         }
+        let argv = match arguments::argv(cmd, args) {
+            Ok(a) => a,
+            Err(why) => {
+                tracing::warn!(target: "audit", user = %req.user, channel = %req.channel, command = %cmd.name, args = ?args, "refused: {why}");
+                return Routed::Reply(Reply::plain(format!(":no_entry: {why}.")));
+            }
+        };
         let permit = match self.limits.try_acquire(
             &cmd.name,
             cmd.max_concurrent,
@@ -187,6 +209,7 @@ impl Router {
         Routed::Command(Box::new(PreparedCommand {
             cmd: cmd.clone(),
             args: args.to_vec(),
+            argv,
             caller: Caller {
                 user: req.user.clone(),
                 channel: req.channel.clone(),
@@ -251,7 +274,7 @@ mod tests {
     async fn operator_command_with_quoted_args() {
         let cfg = Config::parse(
             Path::new("x"),
-            "[[command]]\nname=\"echo\"\nrun=[\"/bin/echo\"]\n",
+            "[[command]]\nname=\"echo\"\nrun=[\"/bin/echo\"]\nargs=\"any\"\n",
         )
         .unwrap();
         let r = router()

@@ -44,6 +44,9 @@ pub(crate) fn check(src: &ConfigSource) -> Result<(), Failure> {
     let config = match Config::load(&src.path) {
         Ok(c) => {
             ok(&format!("configuration {} is valid", src.path.display()));
+            for w in c.commands.iter().filter_map(crate::bot::arguments::warning) {
+                println!("WARN  {w}");
+            }
             c
         }
         Err(e) => {

@@ -6,6 +6,7 @@
 //! supervisor holds the lock and its worker said hello.
 
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -98,8 +99,9 @@ pub(crate) fn daemon(src: &ConfigSource, wait: Duration) -> Result<(), Failure> 
     let path = std::path::absolute(&src.path)
         .map_err(|e| Failure::new(ExitCode::CONFIG, format!("{}: {e}", src.path.display())))?;
     let config = Config::load(&path)?;
-    Tokens::load(&config.slack, config.base_dir.as_deref())?;
     let identity = resolve_identity(&config)?;
+    let owners: Vec<u32> = identity.iter().map(|id| id.uid.as_raw()).collect();
+    Tokens::load_as(&config.slack, config.base_dir.as_deref(), &owners)?;
     if let Ok(Some(pid)) = lock::holder(&config.daemon.pidfile) {
         return Err(Failure::new(
             ExitCode::TEMPFAIL,
@@ -160,7 +162,22 @@ fn hand_over(dirs: &[PathBuf], id: &RunAs) -> Result<(), String> {
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        nix::unistd::chown(dir, Some(id.uid), Some(id.gid))
+        // By descriptor, never following a link: root's chown must not land
+        // on a directory someone pointed this path at.
+        let d = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(dir)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                    format!(
+                        "{} is not a directory (a symbolic link?); refusing it",
+                        dir.display()
+                    )
+                }
+                _ => format!("cannot open {}: {e}", dir.display()),
+            })?;
+        std::os::unix::fs::fchown(&d, Some(id.uid.as_raw()), Some(id.gid.as_raw()))
             .map_err(|e| format!("cannot chown {}: {e}", dir.display()))?;
     }
     Ok(())

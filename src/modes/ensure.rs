@@ -204,8 +204,8 @@ pub(crate) fn ensure(src: &ConfigSource) -> Result<(), Failure> {
 }
 
 fn check_and_repair(path: &Path, config: &Config) -> Result<(), Failure> {
-    let lockfile = &config.ensure.lockfile;
-    let _lock = match PidLock::acquire_within(lockfile, config.ensure.timeout / 2)? {
+    let lockfile = &lockfile(config);
+    let _lock = match PidLock::acquire_private(lockfile, config.ensure.timeout / 2)? {
         Ok(lock) => lock,
         Err(_) => {
             tracing::info!(
@@ -258,6 +258,18 @@ fn check_and_repair(path: &Path, config: &Config) -> Result<(), Failure> {
             tracing::warn!("ensure: replaced the stale slackbotd; the new daemon is pid {pid}");
             Ok(())
         }
+    }
+}
+
+/// Where `ensure` keeps its lock and what it said last: the configured
+/// path; by default `/run/slackbotd-ensure.lock`, in a directory only root
+/// writes, or, for anyone but root, the state directory.
+fn lockfile(config: &Config) -> PathBuf {
+    let default = crate::config::EnsureConfig::default().lockfile;
+    if config.ensure.lockfile == default && !nix::unistd::geteuid().is_root() {
+        config.daemon.state_dir.join("ensure.lock")
+    } else {
+        config.ensure.lockfile.clone()
     }
 }
 
@@ -344,12 +356,21 @@ fn systemd_failure(e: systemctl::SystemctlError) -> Failure {
 /// Stops the hung holder and its worker; returns once the lock is free.
 fn stop_holder(config: &Config) -> Result<(), Failure> {
     let pidfile = &config.daemon.pidfile;
-    let instance = Instance::read(pidfile).unwrap_or_default();
-    let Some(holder) = instance.holder else {
-        return Ok(());
+    let holder = match lock::signal_target(pidfile) {
+        Ok(None) => return Ok(()),
+        Ok(Some(pid)) => pid,
+        Err(e) => return Err(Failure::new(ExitCode::NOPERM, e.to_string())),
     };
-    let mut targets = vec![holder];
-    targets.extend(instance.record.and_then(|r| r.worker_pid));
+    let instance = Instance::read(pidfile).unwrap_or_default();
+    // The record names the worker; only a slackbotd child of the holder counts.
+    let worker = instance
+        .record
+        .and_then(|r| r.worker_pid)
+        .and_then(|w| lock::verified_child(holder, w));
+    let targets: Vec<u32> = std::iter::once(holder)
+        .chain(worker)
+        .map(|p| p as u32)
+        .collect();
     let grace = config.supervise.stop_timeout + Duration::from_secs(2);
     let mut stop = Escalation::begin(&targets, grace);
     let deadline = Instant::now() + grace + Duration::from_secs(5);

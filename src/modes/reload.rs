@@ -14,9 +14,9 @@ use crate::supervise::lock;
 pub(crate) fn reload(src: &ConfigSource) -> Result<(), Failure> {
     let config = Config::load(&src.path)?;
     let pidfile = &config.daemon.pidfile;
-    match lock::holder(pidfile) {
-        Ok(Some(pid)) if pid > 0 => {
-            kill(Pid::from_raw(pid as i32), Signal::SIGHUP).map_err(|e| {
+    match lock::signal_target(pidfile) {
+        Ok(Some(pid)) => {
+            kill(Pid::from_raw(pid), Signal::SIGHUP).map_err(|e| {
                 Failure::new(ExitCode::NOPERM, format!("cannot signal pid {pid}: {e}"))
             })?;
             println!(
@@ -25,13 +25,13 @@ pub(crate) fn reload(src: &ConfigSource) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Ok(_) => Err(Failure::new(
+        Ok(None) => Err(Failure::new(
             ExitCode::UNAVAILABLE,
             "slackbotd is not running: nothing to reload",
         )),
-        Err(e) => Err(Failure::new(
-            ExitCode::NOINPUT,
-            format!("cannot read {}: {e}", pidfile.display()),
-        )),
+        Err(e @ lock::TargetError::Unreadable { .. }) => {
+            Err(Failure::new(ExitCode::NOINPUT, e.to_string()))
+        }
+        Err(e) => Err(Failure::new(ExitCode::NOPERM, e.to_string())),
     }
 }

@@ -44,23 +44,16 @@ pub(crate) fn stop(
         ),
         None => "`ensure` leaves it stopped until it is started again".to_string(),
     };
-    let pid = match lock::holder(&pidfile).map_err(unreadable)? {
-        None => {
+    let pid = match lock::signal_target(&pidfile) {
+        Ok(None) => {
             println!("slackbotd is not running; {kept}");
             return Ok(());
         }
-        Some(pid) => match i32::try_from(pid).ok().filter(|p| *p > 1) {
-            Some(p) => p,
-            None => {
-                return Err(Failure::new(
-                    ExitCode::UNAVAILABLE,
-                    format!(
-                        "{} is locked but names no usable pid ({pid}); cannot tell whom to stop",
-                        pidfile.display()
-                    ),
-                ))
-            }
-        },
+        Ok(Some(pid)) => pid,
+        Err(e @ lock::TargetError::Unreadable { .. }) => {
+            return Err(Failure::new(ExitCode::NOINPUT, e.to_string()))
+        }
+        Err(e) => return Err(Failure::new(ExitCode::NOPERM, e.to_string())),
     };
     kill(Pid::from_raw(pid), Signal::SIGTERM)
         .map_err(|e| Failure::new(ExitCode::NOPERM, format!("cannot signal pid {pid}: {e}")))?;

@@ -18,7 +18,7 @@ mod shared;
 
 pub(crate) use shared::SharedStore;
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +28,10 @@ use crate::exit::{ExitCode, HasExitCode};
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// Each connection's page cache, in KiB: the bot's tables are small, and
+/// SQLite's default (2 MiB a connection) would stay resident after a burst.
+pub(crate) const CACHE_KIB: u32 = 256;
 
 /// The database file's name inside `state_dir`.
 pub(crate) const FILE_NAME: &str = "slackbotd.sqlite";
@@ -133,7 +137,7 @@ impl Store {
         };
         self.conn
             .execute_batch(&format!(
-                "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+                "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{CACHE_KIB};"
             ))
             .map_err(|e| self.err(e))?;
         let version: i64 = self
@@ -283,21 +287,91 @@ fn open_file(state_dir: &Path, path: &Path) -> Result<Connection, StoreError> {
         detail,
     };
     if !state_dir.exists() {
-        std::fs::create_dir_all(state_dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
             .map_err(|e| open_err(format!("cannot create {}: {e}", state_dir.display())))?;
     }
-    let created = !path.exists();
-    let conn = Connection::open_with_flags(
+    prepare_file(state_dir, path).map_err(open_err)?;
+    Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )
-    .map_err(|e| open_err(e.to_string()))?;
-    if created {
-        give_to_directory_owner(state_dir, path);
+    .map_err(|e| open_err(e.to_string()))
+}
+
+/// Makes sure the database file is a plain file that only its owner can
+/// read, before SQLite opens it: never a symlink (which root would follow,
+/// creating or handing over the file it points at), never a file others can
+/// read (the outbox holds what cron jobs piped in). A new file is created
+/// here, `O_EXCL|O_NOFOLLOW` and mode 0600, and, when root creates it, given
+/// by descriptor to the owner of the state directory, the bot's user, so
+/// the bot can write it. SQLite gives its `-wal` and `-shm` files the
+/// database's mode and owner; they are checked for links too.
+fn prepare_file(state_dir: &Path, path: &Path) -> Result<(), String> {
+    for side in ["-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_os_string();
+        p.push(side);
+        refuse_link(Path::new(&p))?;
     }
-    Ok(conn)
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            Err("it is a symbolic link; refusing to follow it".into())
+        }
+        Ok(m) if !m.is_file() => Err("it is not a regular file".into()),
+        Ok(m) => {
+            if m.mode() & 0o077 != 0 && may_change(&m) {
+                // Made by an older version, or by hand: private from now on.
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(path)
+            {
+                Ok(file) => {
+                    give_to_directory_owner(state_dir, &file);
+                    Ok(())
+                }
+                // Another process (the bot, a concurrent notify) made it
+                // first: judge what is there now.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    match std::fs::symlink_metadata(path) {
+                        Ok(m) if m.is_file() => Ok(()),
+                        _ => Err("it is a symbolic link or not a regular file; refusing it".into()),
+                    }
+                }
+                Err(e) => Err(format!("cannot create it: {e}")),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An error if `path` is a symbolic link.
+fn refuse_link(path: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(format!(
+            "{} is a symbolic link; refusing to follow it",
+            path.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether this process may change a file's mode.
+fn may_change(m: &std::fs::Metadata) -> bool {
+    let me = nix::unistd::geteuid();
+    me.is_root() || m.uid() == me.as_raw()
 }
 
 /// Sorts a SQLite error into what an administrator can act on.
@@ -333,16 +407,15 @@ fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
 }
 
 /// A database created by root (`notify` from a root shell) is handed to the
-/// owner of the state directory, the bot's user, so the bot can write it.
-/// (SQLite itself gives its WAL and shared-memory files to the database's
-/// owner when running as root.)
-fn give_to_directory_owner(dir: &Path, file: &Path) {
+/// owner of the state directory, the bot's user, by its open descriptor: a
+/// path could have been swapped for a link in between.
+fn give_to_directory_owner(dir: &Path, file: &std::fs::File) {
     if !nix::unistd::Uid::effective().is_root() {
         return;
     }
     if let Ok(m) = std::fs::metadata(dir) {
         if m.uid() != 0 {
-            let _ = std::os::unix::fs::chown(file, Some(m.uid()), Some(m.gid()));
+            let _ = std::os::unix::fs::fchown(file, Some(m.uid()), Some(m.gid()));
         }
     }
 }

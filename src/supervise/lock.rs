@@ -3,15 +3,19 @@
 //! with the same kind of lock on a file of its own.
 //!
 //! Liveness is decided by the lock, never by `kill -0` on a pid read from a
-//! file: a pid can be reused, a lock dies with its holder. The pid written
-//! into the file is only there to tell people (and `stop`) who holds it.
+//! file: a pid can be reused, a lock dies with its holder. Who holds it is
+//! the kernel's word too (`/proc/locks`): the pid written into the file is
+//! there for people to read, and for a stale file to name the dead. Before a
+//! signal goes anywhere, `signal_target` checks the holder again (see
+//! `procfs.rs`), since another user may be able to write the file.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::procfs::{self, FileId};
 use crate::exit::{ExitCode, HasExitCode};
 
 /// Why the lock could not be taken.
@@ -20,6 +24,10 @@ pub(crate) enum LockError {
     /// Another slackbotd holds it.
     #[error("slackbotd is already running{} (it holds the lock on {})", .pid.map(|p| format!(" with pid {p}")).unwrap_or_default(), .path.display())]
     Held { path: PathBuf, pid: Option<u32> },
+    /// A private lock (ensure's, as root) that another user could have
+    /// planted or holds.
+    #[error("refusing the lock {}: {why}", .path.display())]
+    Untrusted { path: PathBuf, why: String },
     /// The pidfile or its directory could not be opened or created.
     #[error("cannot open the pidfile {}: {source}", .path.display())]
     Open {
@@ -33,6 +41,7 @@ impl HasExitCode for LockError {
     fn exit_code(&self) -> ExitCode {
         match self {
             LockError::Held { .. } => ExitCode::TEMPFAIL,
+            LockError::Untrusted { .. } => ExitCode::NOPERM,
             LockError::Open { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
             {
@@ -84,7 +93,7 @@ impl PidLock {
     }
 
     /// Takes the lock, waiting up to `wait` for a holder to let go; the
-    /// holder's pid (as its file says) when it does not.
+    /// holder's pid (as the kernel says) when it does not.
     pub(crate) fn acquire_within(
         path: &Path,
         wait: Duration,
@@ -102,7 +111,7 @@ impl PidLock {
                     .map_err(err)?;
             }
         }
-        let mut file = open(path, true).map_err(err)?;
+        let file = open(path, true).map_err(err)?;
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {
@@ -110,7 +119,124 @@ impl PidLock {
                 Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(TryLockError::WouldBlock) => return Ok(Err(read_pid(&mut file))),
+                Err(TryLockError::WouldBlock) => {
+                    let id = FileId::of(&file.metadata().map_err(err)?);
+                    return Ok(Err(procfs::lock_holder(id)));
+                }
+                Err(TryLockError::Error(e)) => return Err(err(e)),
+            }
+        }
+        let mut lock = PidLock {
+            file,
+            path: path.to_path_buf(),
+        };
+        lock.write_pid(std::process::id()).map_err(err)?;
+        Ok(Ok(lock))
+    }
+
+    /// Like `acquire_within`, for a lock only this user may have a say in:
+    /// `ensure`'s, which root takes from cron. Its directory must belong to
+    /// this user or root and be writable by nobody else (unless sticky, like
+    /// `/run/lock`); the file must be a regular file of this user's, writable
+    /// by nobody else; and a holder running as another user is an error, not
+    /// a reason to stand aside.
+    pub(crate) fn acquire_private(
+        path: &Path,
+        wait: Duration,
+    ) -> Result<Result<PidLock, Option<u32>>, LockError> {
+        let me = nix::unistd::geteuid().as_raw();
+        let untrusted = |why: String| LockError::Untrusted {
+            path: path.to_path_buf(),
+            why,
+        };
+        let err = |source| LockError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(err)?;
+            }
+            let m = std::fs::metadata(dir).map_err(err)?;
+            if m.uid() != me && m.uid() != 0 {
+                return Err(untrusted(format!(
+                    "its directory {} belongs to uid {}",
+                    dir.display(),
+                    m.uid()
+                )));
+            }
+            if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+                return Err(untrusted(format!(
+                    "its directory {} is writable by others (mode {:o})",
+                    dir.display(),
+                    m.mode() & 0o7777
+                )));
+            }
+        }
+        // Looked at before opening, for the message: the kernel itself may
+        // refuse to open another user's file in a sticky directory.
+        if let Ok(m) = std::fs::symlink_metadata(path) {
+            if m.file_type().is_symlink() {
+                return Err(untrusted("it is a symbolic link".into()));
+            }
+            if m.uid() != me {
+                return Err(untrusted(format!(
+                    "it belongs to uid {}, not to uid {me} (remove it)",
+                    m.uid()
+                )));
+            }
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => untrusted("it is a symbolic link".into()),
+                _ => err(e),
+            })?;
+        let m = file.metadata().map_err(err)?;
+        if !m.is_file() {
+            return Err(untrusted("it is not a regular file".into()));
+        }
+        if m.uid() != me {
+            return Err(untrusted(format!(
+                "it belongs to uid {}, not to uid {me} (remove it)",
+                m.uid()
+            )));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Err(untrusted(format!(
+                "it is writable by others (mode {:o}; remove it)",
+                m.mode() & 0o7777
+            )));
+        }
+        let id = FileId::of(&m);
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let holder = procfs::lock_holder(id);
+                    if let Some(pid) = holder {
+                        match procfs::uid(pid) {
+                            Some(uid) if uid != me => {
+                                return Err(untrusted(format!("pid {pid} of uid {uid} holds it")))
+                            }
+                            _ => {}
+                        }
+                    }
+                    if Instant::now() >= deadline {
+                        return Ok(Err(holder));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 Err(TryLockError::Error(e)) => return Err(err(e)),
             }
         }
@@ -150,10 +276,11 @@ pub(crate) fn stale_pid(path: &Path) -> Option<u32> {
     read_pid(&mut f)
 }
 
-/// Who holds the lock now: `Some(pid)` (pid 0 if unreadable) when held,
-/// `None` when nobody does or there is no pidfile.
+/// Who holds the lock now: `Some(pid)` when held, with the pid the kernel
+/// names (0 when it names none we can see), `None` when nobody does or there
+/// is no pidfile.
 pub(crate) fn holder(path: &Path) -> std::io::Result<Option<u32>> {
-    let mut file = match open(path, false) {
+    let file = match open(path, false) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -164,17 +291,86 @@ pub(crate) fn holder(path: &Path) -> std::io::Result<Option<u32>> {
             Ok(None)
         }
         Err(TryLockError::WouldBlock) => {
-            // The holder may be rewriting its pid this very instant.
-            for _ in 0..5 {
-                if let Some(pid) = read_pid(&mut file) {
-                    return Ok(Some(pid));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Ok(Some(0))
+            let id = FileId::of(&file.metadata()?);
+            Ok(Some(procfs::lock_holder(id).unwrap_or(0)))
         }
         Err(TryLockError::Error(e)) => Err(e),
     }
+}
+
+/// Why the holder of a lock may not be signalled.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TargetError {
+    /// The pidfile could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The holder is not a process this command may signal.
+    #[error("{} is locked by {who}, which is {why}; not signalling it", .path.display())]
+    Untrusted {
+        path: PathBuf,
+        who: String,
+        why: &'static str,
+    },
+}
+
+/// The process to signal to reach the holder of the lock on `path`: the
+/// holder as the kernel names it, when it has that very file open, runs the
+/// slackbotd executable, and runs as root, as the caller, or as the
+/// pidfile's owner. `None` when nobody holds the lock.
+pub(crate) fn signal_target(path: &Path) -> Result<Option<i32>, TargetError> {
+    let unreadable = |source| TargetError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match open(path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e)),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            return Ok(None);
+        }
+        Err(TryLockError::WouldBlock) => {}
+        Err(TryLockError::Error(e)) => return Err(unreadable(e)),
+    }
+    let meta = file.metadata().map_err(unreadable)?;
+    let id = FileId::of(&meta);
+    let untrusted = |who: String, why| TargetError::Untrusted {
+        path: path.to_path_buf(),
+        who,
+        why,
+    };
+    let Some(pid) = procfs::lock_holder(id) else {
+        return Err(untrusted("a process".into(), "not named in /proc/locks"));
+    };
+    let who = format!("pid {pid}");
+    let Some(target) = procfs::signalable(pid) else {
+        return Err(untrusted(who, "not a single process"));
+    };
+    if !procfs::has_open(pid, id) {
+        return Err(untrusted(who, "not a process with the pidfile open"));
+    }
+    if !procfs::runs_slackbotd(pid) {
+        return Err(untrusted(who, "not running slackbotd"));
+    }
+    let allowed = [0, nix::unistd::getuid().as_raw(), meta.uid()];
+    if !procfs::uid(pid).is_some_and(|u| allowed.contains(&u)) {
+        return Err(untrusted(who, "running as another user"));
+    }
+    Ok(Some(target))
+}
+
+/// `child` when the kernel says it is a slackbotd child of `parent`: the
+/// supervisor's record names its worker, but another user may have written it.
+pub(crate) fn verified_child(parent: i32, child: u32) -> Option<i32> {
+    let pid = procfs::signalable(child)?;
+    (procfs::parent(child) == Some(parent as u32) && procfs::runs_slackbotd(child)).then_some(pid)
 }
 
 #[cfg(test)]
@@ -192,8 +388,20 @@ mod tests {
             "{e}"
         );
         assert_eq!(holder(&path).unwrap(), Some(std::process::id()));
+        // A test binary is not slackbotd: it holds the lock, yet is no target.
+        assert!(matches!(
+            signal_target(&path),
+            Err(TargetError::Untrusted {
+                why: "not running slackbotd",
+                ..
+            })
+        ));
+        // The pid written in the file is not believed.
+        std::fs::write(&path, "4294967295\n").unwrap();
+        assert_eq!(holder(&path).unwrap(), Some(std::process::id()));
         drop(lock);
         assert_eq!(holder(&path).unwrap(), None);
+        assert!(matches!(signal_target(&path), Ok(None)));
         let _again = PidLock::acquire(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

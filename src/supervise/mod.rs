@@ -10,6 +10,7 @@ pub(crate) mod heartbeat;
 pub(crate) mod instance;
 pub(crate) mod lock;
 pub(crate) mod policy;
+pub(crate) mod procfs;
 pub(crate) mod record;
 pub(crate) mod stopped;
 pub(crate) mod supervisor;
