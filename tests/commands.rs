@@ -240,3 +240,33 @@ fn a_command_runs_as_its_configured_user() {
         "root's groups are dropped: {r}"
     );
 }
+
+#[test]
+fn a_hand_started_bot_passes_no_inherited_descriptor_to_a_command() {
+    let s = Setup::new();
+    let cfg = s.config(
+        1,
+        "30s",
+        "[[command]]\nname = \"fds\"\nrun = [\"/bin/ls\", \"/proc/self/fd\"]\n",
+    );
+    // As a shell would: descriptor 7 open, without close-on-exec.
+    let _p = s.spawn_with(&cfg, &["run"], |c| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: dup2 is async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                libc::dup2(2, 7);
+                Ok(())
+            })
+        };
+    });
+    assert!(s.fake.wait_live_connections(1, secs(10)).is_some());
+    let r = reply_to(&s, "C1", "U1", "fds");
+    let fds: Vec<&str> = r.lines().collect();
+    // 0-2 are its pipes; 3 is the directory ls itself is reading.
+    assert!(
+        fds.iter().all(|f| ["0", "1", "2", "3"].contains(f)),
+        "only its own descriptors: {r:?}"
+    );
+    assert!(fds.contains(&"0") && !fds.contains(&"7"), "{r:?}");
+}

@@ -248,3 +248,35 @@ fn a_lock_planted_in_a_shared_directory_makes_roots_ensure_complain_not_skip() {
     assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
     std::thread::sleep(Duration::from_millis(10));
 }
+
+#[test]
+fn root_refuses_a_token_file_another_user_owns() {
+    if !as_root("root_refuses_a_token_file_another_user_owns") {
+        return;
+    }
+    let s = setup();
+    let cfg = s.config(1, "30s", "");
+    // Private (0600), but the attacker's: they chose the token root would use.
+    std::os::unix::fs::chown(s.path("bot-token"), Some(NOBODY), Some(NOBODY)).unwrap();
+    for mode in ["check", "run"] {
+        let out = s.output(&cfg, &[mode]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+        assert_eq!(out.status.code(), Some(78), "{mode}: {said}");
+        assert!(said.contains("belongs to uid 65534"), "{mode}: {said}");
+    }
+    // Given to the daemon's own user, the same file is accepted for it.
+    let cfg = s.config(1, "30s", "");
+    let text = fs::read_to_string(&cfg).unwrap().replace(
+        "[daemon]\n",
+        "[daemon]\nuser = \"nobody\"\ngroup = \"nogroup\"\n",
+    );
+    fs::write(&cfg, text).unwrap();
+    std::os::unix::fs::chown(s.path("app-token"), Some(NOBODY), Some(NOBODY)).unwrap();
+    let out = s.output(&cfg, &["daemon", "--wait", "1ms"]);
+    assert!(
+        !stderr(&out).contains("belongs to uid"),
+        "the daemon's user may own its tokens: {}",
+        stderr(&out)
+    );
+    let _ = s.output(&cfg, &["stop"]);
+}

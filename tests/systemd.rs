@@ -358,8 +358,9 @@ fn ensure_and_cron_repair_what_systemd_missed() {
     let t = Instant::now();
     assert!(
         c.wait_unit(UNIT, secs(80), |u| u["ActiveState"] == "active"),
-        "cron did not bring it back: {:?}",
-        c.show(UNIT)
+        "cron did not bring it back: {:?}\n{}",
+        c.show(UNIT),
+        journal(&c)
     );
     eprintln!(
         "cron brought the bot back after {:.0}s",
@@ -520,7 +521,8 @@ fn a_maintenance_window_ends_on_time_and_a_burst_survives_both_kills() {
     };
     assert!(
         all_answered(&ids),
-        "every ping answered after the worker's kill"
+        "every ping answered after the worker's kill:\n{}",
+        journal(&c)
     );
     assert_eq!(c.prop(UNIT, "NRestarts"), "0", "healed inside the unit");
     assert!(worker_host_pid(&c) != worker);
@@ -536,7 +538,8 @@ fn a_maintenance_window_ends_on_time_and_a_burst_survives_both_kills() {
     kill(main_host_pid(&c), libc::SIGKILL);
     assert!(
         all_answered(&more),
-        "every ping answered after the main process's kill"
+        "every ping answered after the main process's kill:\n{}",
+        journal(&c)
     );
     std::thread::sleep(Duration::from_millis(500));
     let n = replies_in(&s.fake.snapshot());

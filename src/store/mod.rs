@@ -293,7 +293,13 @@ fn open_file(state_dir: &Path, path: &Path) -> Result<Connection, StoreError> {
             .create(state_dir)
             .map_err(|e| open_err(format!("cannot create {}: {e}", state_dir.display())))?;
     }
-    prepare_file(state_dir, path).map_err(open_err)?;
+    // The directory may be reached through a link of root's making
+    // (systemd's DynamicUser= puts /var/lib/slackbotd → private/slackbotd);
+    // only the files inside it must never be links.
+    let real_dir = std::fs::canonicalize(state_dir)
+        .map_err(|e| open_err(format!("cannot resolve {}: {e}", state_dir.display())))?;
+    let path = &real_dir.join(path.file_name().unwrap_or_default());
+    prepare_file(&real_dir, path).map_err(open_err)?;
     Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -438,6 +444,27 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), Durability::Normal).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn a_state_dir_reached_through_a_link_opens_but_a_linked_file_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("private/slackbotd");
+        std::fs::create_dir_all(&real).unwrap();
+        let via = dir.path().join("slackbotd");
+        std::os::unix::fs::symlink(&real, &via).unwrap();
+        drop(Store::open(&via, Durability::Normal).unwrap());
+        let m = std::fs::metadata(real.join(FILE_NAME)).unwrap();
+        assert_eq!(m.mode() & 0o077, 0, "private: {:o}", m.mode());
+        std::fs::remove_file(real.join(FILE_NAME)).unwrap();
+        let _ = std::fs::remove_file(real.join(format!("{FILE_NAME}-wal")));
+        let _ = std::fs::remove_file(real.join(format!("{FILE_NAME}-shm")));
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), real.join(FILE_NAME)).unwrap();
+        let e = Store::open(&via, Durability::Normal)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(!dir.path().join("elsewhere").exists());
     }
 
     #[test]
