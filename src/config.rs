@@ -59,6 +59,7 @@ pub(crate) struct Config {
     pub(crate) announce: AnnounceConfig,
     pub(crate) outbox: OutboxConfig,
     pub(crate) bot: BotConfig,
+    pub(crate) metrics: MetricsConfig,
     #[serde(rename = "command")]
     pub(crate) commands: Vec<CommandConfig>,
     /// The directory of the file this was read from (set by [`Config::load`]);
@@ -223,6 +224,17 @@ impl Default for OutboxConfig {
             keep: Duration::from_secs(7 * 86_400),
         }
     }
+}
+
+/// `[metrics]`: where Prometheus finds the bot's figures; off by default.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsConfig {
+    /// An address and port for an HTTP `/metrics` endpoint, such as
+    /// `127.0.0.1:9464` (loopback unless the address says otherwise).
+    pub(crate) listen: Option<std::net::SocketAddr>,
+    /// A file rewritten every 15 s for node_exporter's textfile collector.
+    pub(crate) textfile: Option<PathBuf>,
 }
 
 /// `[bot]`: limits that apply to every request.
@@ -400,6 +412,9 @@ impl Config {
         fix(&mut self.daemon.state_dir);
         fix(&mut self.daemon.syslog_socket);
         fix(&mut self.ensure.lockfile);
+        if let Some(p) = self.metrics.textfile.as_mut() {
+            fix(p);
+        }
     }
 
     /// Parses and validates configuration text; `path` is only used in messages.

@@ -5,7 +5,7 @@
 //! it (`tests/architecture.rs` reads this list and fails on an import that
 //! goes up):
 //!
-//! layers: exit clock host backoff text files memory | syslog systemd systemctl | config secrets logging | health store supervise | slack settings | bot | wake monitor service | cli modes
+//! layers: exit clock host backoff text files memory | syslog systemd systemctl | config secrets logging | health metrics store supervise | slack settings | bot | wake monitor exporter service | cli modes
 //!
 //! - **Foundations** (`exit` … `memory`): exit codes, time, this host's name,
 //!   retry timing, text cutting, safe file writes, giving memory back. They
@@ -38,11 +38,13 @@ pub(crate) mod cli;
 pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod exit;
+pub(crate) mod exporter;
 pub(crate) mod files;
 pub(crate) mod health;
 pub(crate) mod host;
 pub(crate) mod logging;
 pub(crate) mod memory;
+pub(crate) mod metrics;
 pub(crate) mod modes;
 pub(crate) mod monitor;
 pub(crate) mod secrets;

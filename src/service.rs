@@ -59,6 +59,9 @@ pub(crate) enum ServiceError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The metrics cannot be exported as configured.
+    #[error(transparent)]
+    Metrics(#[from] crate::exporter::ExportError),
     /// A task or thread could not start, or died.
     #[error("internal error: {0}")]
     Internal(String),
@@ -67,7 +70,9 @@ pub(crate) enum ServiceError {
 impl HasExitCode for ServiceError {
     fn exit_code(&self) -> ExitCode {
         match self {
-            ServiceError::Auth(_) | ServiceError::Fatal(_) => ExitCode::CONFIG,
+            ServiceError::Auth(_) | ServiceError::Fatal(_) | ServiceError::Metrics(_) => {
+                ExitCode::CONFIG
+            }
             ServiceError::Signals(_) => ExitCode::OSERR,
             ServiceError::Internal(_) => ExitCode::SOFTWARE,
         }
@@ -267,6 +272,17 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
             health.subscribe(),
         ));
     }
+    // Before the first connection: a bad [metrics] fails the start.
+    let m = settings_rx.borrow().config.metrics.clone();
+    crate::exporter::start(
+        m.listen,
+        m.textfile,
+        crate::exporter::Sources {
+            health: health.clone(),
+            store: store.clone(),
+        },
+    )
+    .await?;
     let mut pool_task = spawn_socket_thread(
         settings_rx.clone(),
         PoolCtx::new(health.clone(), handoff.clone()),

@@ -83,6 +83,14 @@ impl PreparedCommand {
             duration_ms = outcome.duration.as_millis() as u64,
             "ran operator command"
         );
+        let counted = match &outcome.ending {
+            commands::Ending::Exited(0) => "ok",
+            commands::Ending::Exited(_) => "failed",
+            commands::Ending::Signalled(_) => "signalled",
+            commands::Ending::TimedOut => "timeout",
+            commands::Ending::SpawnFailed(_) => "spawn_failed",
+        };
+        crate::metrics::global().command_ran(&self.cmd.name, counted, outcome.duration);
         Reply {
             text: commands::reply_text(&self.cmd.name, &outcome, self.reply_limit),
             threaded: true,
@@ -175,6 +183,7 @@ impl Router {
         };
         if let Some(why) = refused {
             tracing::warn!(target: "audit", user = %req.user, channel = %req.channel, command = %cmd.name, "refused: {why}");
+            crate::metrics::global().command_ran(&cmd.name, "refused", Default::default());
             return Routed::Reply(Reply::plain(format!(
                 ":no_entry: You may not run `{}` here: {why}.",
                 cmd.name
@@ -184,6 +193,7 @@ impl Router {
             Ok(a) => a,
             Err(why) => {
                 tracing::warn!(target: "audit", user = %req.user, channel = %req.channel, command = %cmd.name, args = ?args, "refused: {why}");
+                crate::metrics::global().command_ran(&cmd.name, "refused", Default::default());
                 return Routed::Reply(Reply::plain(format!(":no_entry: {why}.")));
             }
         };
@@ -201,6 +211,7 @@ impl Router {
                     Busy::Global { max } => format!("{max} commands are already running"),
                 };
                 tracing::warn!(target: "audit", user = %req.user, channel = %req.channel, command = %cmd.name, "refused as busy: {why}");
+                crate::metrics::global().command_ran(&cmd.name, "refused", Default::default());
                 return Routed::Reply(Reply::plain(format!(
                     ":hourglass: Busy: {why}. Try again when it finishes."
                 )));

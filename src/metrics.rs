@@ -1,0 +1,299 @@
+//! What the bot counts for Prometheus, and the one function that renders it
+//! in the text exposition format (`prometheus-client`).
+//!
+//! Two kinds of figure. Events that happen in many places (an operator
+//! command ending) are counted where they happen, in families of this
+//! process-wide [`Metrics`]. Figures the bot already keeps (connections,
+//! frame age, envelopes, the outbox) are read at scrape time from a
+//! [`Snapshot`], so the ack path pays nothing for them. Labels stay
+//! low-cardinality: a command's name and outcome, never a channel, user or
+//! event ID.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The labels of an operator command's run.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CommandLabels {
+    /// The command's configured name.
+    pub(crate) command: String,
+    /// `ok`, `failed`, `timeout`, `signalled`, `spawn_failed` or `refused`.
+    pub(crate) outcome: &'static str,
+}
+
+/// The labels of a command's duration: its name only.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CommandName {
+    /// The command's configured name.
+    pub(crate) command: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0])
+}
+
+/// What is counted where it happens.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    /// Operator command runs, by command and outcome.
+    commands: Family<CommandLabels, Counter>,
+    /// Operator command durations, by command.
+    command_seconds: Family<CommandName, Histogram, fn() -> Histogram>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    commands: Family::default(),
+    command_seconds: Family::new_with_constructor(duration_histogram),
+});
+
+/// The process's metrics.
+pub(crate) fn global() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    /// Counts one finished (or refused) run of `command`.
+    pub(crate) fn command_ran(&self, command: &str, outcome: &'static str, took: Duration) {
+        self.commands
+            .get_or_create(&CommandLabels {
+                command: command.to_string(),
+                outcome,
+            })
+            .inc();
+        if outcome != "refused" {
+            self.command_seconds
+                .get_or_create(&CommandName {
+                    command: command.to_string(),
+                })
+                .observe(took.as_secs_f64());
+        }
+    }
+}
+
+/// The figures read at scrape time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Snapshot {
+    /// Connections that said hello and have not ended.
+    pub(crate) connections: u64,
+    /// Of those, how many heard from Slack within the heartbeat timeout.
+    pub(crate) fresh: u64,
+    /// Age of the newest frame on any connection; none before the first.
+    pub(crate) last_frame_age: Option<Duration>,
+    /// Envelopes received since the process started.
+    pub(crate) envelopes: u64,
+    /// Seconds since the process started.
+    pub(crate) uptime: Duration,
+    /// Whether envelopes are recorded in the durable inbox before their ack.
+    pub(crate) durable: bool,
+    /// The outbox, when the store is open.
+    pub(crate) outbox: Option<OutboxFigures>,
+}
+
+/// The outbox at scrape time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct OutboxFigures {
+    /// Messages waiting to be delivered.
+    pub(crate) waiting: u64,
+    /// Age of the oldest waiting message.
+    pub(crate) oldest: Option<Duration>,
+    /// Messages that failed for good.
+    pub(crate) failed: u64,
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>, v: f64) {
+    let g: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+    g.set(v);
+    match unit {
+        Some(u) => registry.register_with_unit(name, help, u, g),
+        None => registry.register(name, help, g),
+    }
+}
+
+fn count_gauge(registry: &mut Registry, name: &str, help: &str, v: u64) {
+    let g: Gauge = Gauge::default();
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    registry.register(name, help, g);
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, v: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(v);
+    registry.register(name, help, c);
+}
+
+/// Renders everything in the Prometheus text format.
+pub(crate) fn render(s: &Snapshot) -> String {
+    let mut r = Registry::with_prefix("slackbotd");
+    let info: Family<Vec<(String, String)>, Gauge> = Family::default();
+    info.get_or_create(&vec![("version".into(), env!("CARGO_PKG_VERSION").into())])
+        .set(1);
+    r.register("build_info", "The running version (always 1)", info);
+    count_gauge(
+        &mut r,
+        "connections",
+        "Socket Mode connections that said hello and have not ended",
+        s.connections,
+    );
+    count_gauge(
+        &mut r,
+        "connections_fresh",
+        "Connections that heard from Slack within the heartbeat timeout",
+        s.fresh,
+    );
+    gauge(
+        &mut r,
+        "last_frame_age",
+        "Time since the newest frame from Slack on any connection (-1 before the first)",
+        Some(Unit::Seconds),
+        s.last_frame_age.map_or(-1.0, |d| d.as_secs_f64()),
+    );
+    gauge(
+        &mut r,
+        "uptime",
+        "Time since this bot process started",
+        Some(Unit::Seconds),
+        s.uptime.as_secs_f64(),
+    );
+    count_gauge(
+        &mut r,
+        "inbox_durable",
+        "1 when envelopes are recorded before their ack, 0 when acknowledged first",
+        u64::from(s.durable),
+    );
+    counter(
+        &mut r,
+        "envelopes_received",
+        "Envelopes received from Slack since the process started",
+        s.envelopes,
+    );
+    if let Some(o) = &s.outbox {
+        count_gauge(
+            &mut r,
+            "outbox_waiting",
+            "Notifications waiting to be delivered",
+            o.waiting,
+        );
+        gauge(
+            &mut r,
+            "outbox_oldest_age",
+            "Age of the oldest waiting notification (0 when none waits)",
+            Some(Unit::Seconds),
+            o.oldest.map_or(0.0, |d| d.as_secs_f64()),
+        );
+        counter(
+            &mut r,
+            "outbox_failed",
+            "Notifications that failed for good",
+            o.failed,
+        );
+    }
+    let m = global();
+    r.register(
+        "command_runs",
+        "Operator command runs, by command and outcome",
+        m.commands.clone(),
+    );
+    r.register_with_unit(
+        "command_duration",
+        "How long operator commands ran",
+        Unit::Seconds,
+        m.command_seconds.clone(),
+    );
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+    out
+}
+
+/// The same figures in Prometheus's classic text format (version 0.0.4),
+/// which node_exporter's textfile collector and older scrapers read: a
+/// counter's family takes its `_total` name, and the OpenMetrics-only
+/// `# UNIT` and `# EOF` lines go.
+pub(crate) fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{p}{name}_total {tail}\n"));
+                } else {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_snapshot_and_the_counted_runs() {
+        global().command_ran("unit-test-disk", "ok", Duration::from_millis(30));
+        let text = render(&Snapshot {
+            connections: 2,
+            fresh: 1,
+            last_frame_age: Some(Duration::from_millis(1500)),
+            envelopes: 7,
+            uptime: Duration::from_secs(60),
+            durable: true,
+            outbox: Some(OutboxFigures {
+                waiting: 3,
+                oldest: Some(Duration::from_secs(12)),
+                failed: 1,
+            }),
+        });
+        for line in [
+            "slackbotd_connections 2",
+            "slackbotd_connections_fresh 1",
+            "slackbotd_last_frame_age_seconds 1.5",
+            "slackbotd_envelopes_received_total 7",
+            "slackbotd_outbox_waiting 3",
+            "slackbotd_outbox_oldest_age_seconds 12.0",
+            "slackbotd_outbox_failed_total 1",
+            "slackbotd_command_runs_total{command=\"unit-test-disk\",outcome=\"ok\"} 1",
+            "slackbotd_command_duration_seconds_count{command=\"unit-test-disk\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        assert!(text.contains("slackbotd_build_info{version="), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let classic = to_prometheus_text(&text);
+        for line in [
+            "# TYPE slackbotd_envelopes_received_total counter",
+            "slackbotd_envelopes_received_total 7",
+            "# TYPE slackbotd_connections gauge",
+        ] {
+            assert!(classic.lines().any(|l| l == line), "{line:?} in\n{classic}");
+        }
+        assert!(
+            !classic.contains("# EOF") && !classic.contains("# UNIT"),
+            "{classic}"
+        );
+    }
+}
