@@ -59,6 +59,13 @@ impl Sources {
     /// The figures now.
     pub(crate) async fn snapshot(&self) -> Snapshot {
         let h = self.health.snapshot();
+        let restarts = match &self.store {
+            Some(s) => s
+                .call(|st| st.unclean_exits_by_cause())
+                .await
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
         let outbox = match &self.store {
             Some(s) => s.call(|st| st.queue_stats()).await.ok().map(|q| {
                 let now = crate::clock::now_ms();
@@ -80,6 +87,7 @@ impl Sources {
             uptime: h.uptime,
             durable: h.durable,
             outbox,
+            restarts,
         }
     }
 

@@ -1,5 +1,6 @@
-//! Where log lines go: stderr in the foreground (with syslog priority
-//! prefixes that journald understands when stderr is the journal), a quiet
+//! Where log lines go: stderr in the foreground, or journald natively when
+//! stderr is the journal (each field its own journal field; priority
+//! prefixes on the stream if the journal socket cannot be opened), a quiet
 //! stderr for the console.
 //!
 //! The level comes from `$SLACKBOTD_LOG` (e.g. `debug`, or
@@ -64,6 +65,15 @@ fn stderr_is_journal() -> bool {
 pub(crate) fn init_stderr() {
     let registry = tracing_subscriber::registry().with(filter("info"));
     if stderr_is_journal() {
+        // Natively, so fields (COMMAND, USER, CONN, …) can be queried:
+        // `journalctl -u slackbotd COMMAND=disk`. The stream is the fallback.
+        if let Ok(j) = tracing_journald::layer() {
+            let j = j
+                .with_field_prefix(None)
+                .with_syslog_identifier("slackbotd".to_string());
+            let _ = registry.with(j).try_init();
+            return;
+        }
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(false)

@@ -28,6 +28,22 @@ pub(crate) struct CommandLabels {
     pub(crate) outcome: &'static str,
 }
 
+/// The labels of a Web API call.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CallLabels {
+    /// The method (`chat.postMessage`, …).
+    pub(crate) method: &'static str,
+    /// `ok`, `api_error`, `rate_limited`, `http_error`, `protocol_error` or `unreachable`.
+    pub(crate) outcome: &'static str,
+}
+
+/// The label of an envelope's kind.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct KindLabel {
+    /// `events_api`, `slash_commands` or `interactive`.
+    pub(crate) kind: &'static str,
+}
+
 /// The labels of a command's duration: its name only.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CommandName {
@@ -39,6 +55,11 @@ fn duration_histogram() -> Histogram {
     Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0])
 }
 
+/// Ack latency buckets: the target is under 5 ms.
+const ACK_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
 /// What is counted where it happens.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -46,11 +67,29 @@ pub(crate) struct Metrics {
     commands: Family<CommandLabels, Counter>,
     /// Operator command durations, by command.
     command_seconds: Family<CommandName, Histogram, fn() -> Histogram>,
+    /// Envelopes acknowledged, by kind.
+    acked: Family<KindLabel, Counter>,
+    /// From reading a batch of frames to its ack flush.
+    ack_latency: Histogram,
+    /// Redeliveries answered before, and not answered again.
+    duplicates: Counter,
+    /// Replies the bot posted.
+    replies: Counter,
+    /// Notifications the outbox delivered.
+    delivered: Counter,
+    /// Web API calls, by method and outcome.
+    calls: Family<CallLabels, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     commands: Family::default(),
     command_seconds: Family::new_with_constructor(duration_histogram),
+    acked: Family::default(),
+    ack_latency: Histogram::new(ACK_BUCKETS),
+    duplicates: Counter::default(),
+    replies: Counter::default(),
+    delivered: Counter::default(),
+    calls: Family::default(),
 });
 
 /// The process's metrics.
@@ -77,6 +116,36 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Counts an envelope of `kind` acknowledged `took` after its batch was read.
+    pub(crate) fn envelope_acked(&self, kind: &'static str, took: Duration) {
+        self.acked.get_or_create(&KindLabel { kind }).inc();
+        self.ack_latency.observe(took.as_secs_f64());
+    }
+
+    /// Counts a redelivery that was not answered again.
+    pub(crate) fn duplicate(&self) {
+        self.duplicates.inc();
+    }
+
+    /// Counts a reply posted.
+    pub(crate) fn reply_posted(&self) {
+        self.replies.inc();
+    }
+
+    /// Counts a notification delivered.
+    pub(crate) fn notification_delivered(&self) {
+        self.delivered.inc();
+    }
+
+    /// Counts a Web API call.
+    pub(crate) fn web_call(&self, method: &'static str, outcome: &'static str) {
+        self.calls
+            .get_or_create(&CallLabels { method, outcome })
+            .inc();
+    }
+}
+
 /// The figures read at scrape time.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Snapshot {
@@ -94,6 +163,8 @@ pub(crate) struct Snapshot {
     pub(crate) durable: bool,
     /// The outbox, when the store is open.
     pub(crate) outbox: Option<OutboxFigures>,
+    /// Unclean exits of the bot recorded in the store, by kind of cause.
+    pub(crate) restarts: Vec<(String, u64)>,
 }
 
 /// The outbox at scrape time.
@@ -194,7 +265,49 @@ pub(crate) fn render(s: &Snapshot) -> String {
             o.failed,
         );
     }
+    let restarts: Family<Vec<(String, String)>, Counter> = Family::default();
+    for (cause, n) in &s.restarts {
+        restarts
+            .get_or_create(&vec![("cause".to_string(), cause.clone())])
+            .inc_by(*n);
+    }
+    r.register(
+        "restarts",
+        "Unclean ends of the bot as the store recorded them, by cause (hang, watchdog, signal, exit_code, unknown)",
+        restarts,
+    );
     let m = global();
+    r.register(
+        "envelopes_acked",
+        "Envelopes acknowledged to Slack, by kind",
+        m.acked.clone(),
+    );
+    r.register_with_unit(
+        "ack_latency",
+        "From reading a batch of frames to the flush of its acks",
+        Unit::Seconds,
+        m.ack_latency.clone(),
+    );
+    r.register(
+        "envelopes_duplicate",
+        "Redeliveries already answered, not answered again",
+        m.duplicates.clone(),
+    );
+    r.register(
+        "replies_posted",
+        "Replies the bot posted",
+        m.replies.clone(),
+    );
+    r.register(
+        "outbox_delivered",
+        "Notifications the outbox delivered since the process started",
+        m.delivered.clone(),
+    );
+    r.register(
+        "web_calls",
+        "Slack Web API calls, by method and outcome",
+        m.calls.clone(),
+    );
     r.register(
         "command_runs",
         "Operator command runs, by command and outcome",
@@ -267,6 +380,7 @@ mod tests {
                 oldest: Some(Duration::from_secs(12)),
                 failed: 1,
             }),
+            restarts: vec![("signal".into(), 2)],
         });
         for line in [
             "slackbotd_connections 2",
@@ -276,6 +390,7 @@ mod tests {
             "slackbotd_outbox_waiting 3",
             "slackbotd_outbox_oldest_age_seconds 12.0",
             "slackbotd_outbox_failed_total 1",
+            "slackbotd_restarts_total{cause=\"signal\"} 2",
             "slackbotd_command_runs_total{command=\"unit-test-disk\",outcome=\"ok\"} 1",
             "slackbotd_command_duration_seconds_count{command=\"unit-test-disk\"} 1",
         ] {

@@ -442,6 +442,28 @@ fn status_describes_the_foreground_bot() {
     // `run` supervises its bot as a worker, as daemon mode does.
     assert_eq!(v["worker_pid"], worker_of(&s));
     assert_ne!(v["worker_pid"], v["pid"]);
+    // The documented interface: every field INSTALL.md lists is there, and
+    // nothing is there that it does not list.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/INSTALL.md")).unwrap();
+    let table = doc
+        .split("### `status --json`")
+        .nth(1)
+        .expect("INSTALL.md documents status --json");
+    let documented: std::collections::BTreeSet<String> = table
+        .lines()
+        .take_while(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| {
+            let cell = l.split('|').nth(1).unwrap_or("");
+            cell.split(',')
+                .map(|f| f.trim().trim_matches('`').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let present: std::collections::BTreeSet<String> =
+        v.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(present, documented, "status --json and INSTALL.md agree");
+    assert_eq!(v["schema"], 1);
     let text = String::from_utf8_lossy(&s.output(&cfg, &["status"]).stdout).into_owned();
     assert!(
         text.contains("running (run mode") && text.contains("healthy"),

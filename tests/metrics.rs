@@ -19,20 +19,23 @@ fn free_port() -> u16 {
 }
 
 /// GET `path` over plain HTTP/1.1; the status line and the body.
-fn get(port: u16, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the endpoint listens");
+fn try_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    )?;
     let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    s.read_to_string(&mut text)?;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
+    Ok((
         head.lines().next().unwrap_or("").to_string(),
         body.to_string(),
-    )
+    ))
+}
+
+fn get(port: u16, path: &str) -> (String, String) {
+    try_get(port, path).expect("the endpoint answers")
 }
 
 /// `promtool check metrics` on `text`; `None` when promtool is missing
@@ -64,6 +67,32 @@ fn promtool(text: &str) -> Option<(bool, String)> {
     Some((out.status.success(), said))
 }
 
+/// Every `slackbotd_…` name in the `expr` strings of a dashboard.
+fn collect_names(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v.as_str()) {
+                    ("expr" | "query", Some(e)) => {
+                        let mut rest = e;
+                        while let Some(i) = rest.find("slackbotd_") {
+                            let name: String = rest[i..]
+                                .chars()
+                                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                                .collect();
+                            rest = &rest[i + name.len()..];
+                            out.push(name);
+                        }
+                    }
+                    _ => collect_names(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_names(v, out)),
+        _ => {}
+    }
+}
+
 fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
@@ -89,6 +118,8 @@ fn the_endpoint_and_the_textfile_count_what_happened_and_pass_promtool() {
         "{}",
         p.log()
     );
+    // One 429 on the way: the reply waits it out and is posted once.
+    s.fake.rate_limit("chat.postMessage", 1, 1);
     for i in 0..3 {
         s.fake.send_mention("C1", "U1", &format!("ping {i}"), None);
     }
@@ -126,6 +157,49 @@ fn the_endpoint_and_the_textfile_count_what_happened_and_pass_promtool() {
         Some(1.0),
         "{body}"
     );
+    assert_eq!(
+        value(
+            &body,
+            "slackbotd_envelopes_acked_total{kind=\"events_api\"}"
+        ),
+        Some(4.0),
+        "{body}"
+    );
+    // The histogram counts every acked envelope.
+    assert_eq!(
+        value(&body, "slackbotd_ack_latency_seconds_count"),
+        Some(4.0),
+        "{body}"
+    );
+    assert_eq!(
+        value(&body, "slackbotd_replies_posted_total"),
+        Some(4.0),
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            &body,
+            "slackbotd_web_calls_total{method=\"chat.postMessage\",outcome=\"rate_limited\"}"
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            &body,
+            "slackbotd_web_calls_total{method=\"chat.postMessage\",outcome=\"ok\"}"
+        ),
+        Some(4.0),
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            &body,
+            "slackbotd_web_calls_total{method=\"auth.test\",outcome=\"ok\"}"
+        ),
+        Some(1.0),
+        "{body}"
+    );
     assert!(
         value(&body, "slackbotd_last_frame_age_seconds").is_some_and(|a| (0.0..30.0).contains(&a))
     );
@@ -147,6 +221,52 @@ fn the_endpoint_and_the_textfile_count_what_happened_and_pass_promtool() {
     assert!(text.contains("slackbotd_build_info{version="), "{text}");
     if let Some((ok, said)) = promtool(&text) {
         assert!(ok, "promtool check metrics (textfile): {said}\n{text}");
+    }
+    // A kill -9 of the worker: the supervisor records it, the new worker
+    // counts from zero and reports the restart.
+    let workers = processes_with(&["worker", cfg.to_str().unwrap()]);
+    assert_eq!(workers.len(), 1, "one worker: {workers:?}");
+    kill(workers[0], libc::SIGKILL);
+    let mut after = String::new();
+    assert!(
+        wait_until(secs(10), || {
+            after = try_get(port, "/metrics").map(|r| r.1).unwrap_or_default();
+            value(&after, "slackbotd_restarts_total{cause=\"signal\"}") == Some(1.0)
+                && value(&after, "slackbotd_connections") == Some(1.0)
+        }),
+        "the restart is counted: {after}"
+    );
+    assert_eq!(
+        value(&after, "slackbotd_envelopes_received_total"),
+        Some(0.0),
+        "{after}"
+    );
+    // Every series the shipped dashboard queries is one the bot exposes.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/etc/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .expect("etc/grafana-dashboard.json parses");
+    let both = format!("{body}{after}");
+    let exposed: std::collections::HashSet<&str> = both
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let mut used = Vec::new();
+    collect_names(&dashboard, &mut used);
+    assert!(
+        used.len() >= 10,
+        "the dashboard queries the metrics: {used:?}"
+    );
+    for name in &used {
+        assert!(
+            exposed.contains(name.as_str()),
+            "the dashboard uses {name}, which the bot does not expose:\n{both}"
+        );
     }
     assert_no_panic(&p.log());
 }

@@ -108,6 +108,34 @@ fn the_shipped_unit_keeps_the_bot_alive() {
     let status = c.ok("systemctl status --no-pager slackbotd");
     assert!(status.contains("Status: \"Connected to Slack"), "{status}");
 
+    // The journal gets structured fields: an operator command run can be
+    // found by its name, with who asked and how it ended.
+    s.fake.send_mention("C1", "U1", "uptime", None);
+    assert!(s
+        .fake
+        .wait_for(secs(15), |snap| snap
+            .posts
+            .iter()
+            .any(|p| p.text.contains("load average"))
+            .then_some(()))
+        .is_some());
+    let mut found = String::new();
+    assert!(
+        wait_until(secs(5), || {
+            found = c.ok("journalctl --no-pager -o json -u slackbotd COMMAND=uptime");
+            !found.trim().is_empty()
+        }),
+        "no record with COMMAND=uptime:\n{}",
+        c.ok("journalctl --no-pager -o json -u slackbotd | tail -5")
+    );
+    let record: serde_json::Value = serde_json::from_str(found.lines().last().unwrap())
+        .expect("journalctl -o json lines parse");
+    for field in ["COMMAND", "USER", "CHANNEL", "EXIT", "DURATION_MS"] {
+        assert!(record.get(field).is_some(), "{field} in {record}");
+    }
+    assert_eq!(record["USER"], "U1", "{record}");
+    assert_eq!(record["EXIT"], "0", "{record}");
+
     // kill -9: systemd restarts it and it answers again.
     kill(main_host_pid(&c), libc::SIGKILL);
     assert!(

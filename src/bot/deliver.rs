@@ -162,6 +162,7 @@ async fn deliver_one(p: Pending, web: &SlackWeb, me: &Identity, store: &SharedSt
         Ok(ts) => {
             logged(store.call(move |s| s.mark_sent(id, &ts, now_ms())).await);
             tracing::debug!(id, channel = %p.channel, "notification delivered");
+            crate::metrics::global().notification_delivered();
             Outcome::Sent
         }
         Err(WebError::RateLimited { retry_after, .. }) => {

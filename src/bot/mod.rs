@@ -229,7 +229,8 @@ async fn handle(ctx: &BotCtx, m: Inbound) {
     };
     if let Some(id) = &req.event_id {
         if !ctx.dedup.first_time(id, m.row).await {
-            tracing::info!(event = %id, retry = env.retry_attempt, reason = %env.retry_reason, "redelivered event already handled; not answering twice");
+            tracing::info!(event_id = %id, retry = env.retry_attempt, reason = %env.retry_reason, "redelivered event already handled; not answering twice");
+            crate::metrics::global().duplicate();
             return;
         }
     }

@@ -73,7 +73,10 @@ pub(crate) async fn deliver(
             _ => web.post_message(&msg).await.map(|_| ()),
         };
         match r {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                crate::metrics::global().reply_posted();
+                return Ok(());
+            }
             Err(e) if e.is_permanent() || attempt >= ATTEMPTS => return Err(e),
             Err(e) => {
                 look = maybe_posted(&e) && msg.idempotency_key.is_some();

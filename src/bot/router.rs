@@ -79,6 +79,7 @@ impl PreparedCommand {
             channel = %self.caller.channel,
             command = %self.cmd.name,
             args = ?self.args,
+            exit = %exit_label(&outcome.ending),
             ending = ?outcome.ending,
             duration_ms = outcome.duration.as_millis() as u64,
             "ran operator command"
@@ -95,6 +96,17 @@ impl PreparedCommand {
             text: commands::reply_text(&self.cmd.name, &outcome, self.reply_limit),
             threaded: true,
         }
+    }
+}
+
+/// How a run ended, in a word for the log's `EXIT` field: the exit code,
+/// `signal N`, `timeout`, or `not started`.
+fn exit_label(e: &commands::Ending) -> String {
+    match e {
+        commands::Ending::Exited(c) => c.to_string(),
+        commands::Ending::Signalled(s) => format!("signal {s}"),
+        commands::Ending::TimedOut => "timeout".to_string(),
+        commands::Ending::SpawnFailed(_) => "not started".to_string(),
     }
 }
 

@@ -15,6 +15,9 @@ use crate::store::Store;
 use crate::supervise::instance::Instance;
 use crate::supervise::stopped::{self, StopMark};
 
+/// The version of `status --json`'s shape.
+pub(crate) const JSON_SCHEMA: u32 = 1;
+
 /// LSB: running and healthy.
 pub(crate) const RUNNING: i32 = 0;
 /// LSB: dead, but the pidfile names a pid.
@@ -83,7 +86,9 @@ impl Report {
         }
     }
 
-    /// The `--json` object.
+    /// The `--json` object: a documented interface (INSTALL.md, "status
+    /// --json"). Fields are only ever added, never renamed or removed; a
+    /// change of meaning bumps [`JSON_SCHEMA`].
     pub(crate) fn json(&self) -> Value {
         let now = now_ms();
         let i = &self.instance;
@@ -96,6 +101,7 @@ impl Report {
             })
         });
         json!({
+            "schema": JSON_SCHEMA,
             "running": self.running(),
             "healthy": self.healthy,
             "mode": i.mode(),

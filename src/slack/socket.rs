@@ -236,7 +236,7 @@ async fn drive(
 
     // Batches on their way through the inbox writer, oldest first: each
     // one's acks go out when its commit returns.
-    let mut commits: VecDeque<oneshot::Receiver<Recorded>> = VecDeque::new();
+    let mut commits: VecDeque<(Instant, oneshot::Receiver<Recorded>)> = VecDeque::new();
     let why: String = loop {
         tokio::select! {
             biased;
@@ -244,10 +244,10 @@ async fn drive(
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(None))).await;
                 break "closed by slackbotd".to_string();
             }
-            done = async { commits.front_mut().expect("not empty").await }, if !commits.is_empty() => {
-                commits.pop_front();
+            done = async { (&mut commits.front_mut().expect("not empty").1).await }, if !commits.is_empty() => {
+                let read = commits.pop_front().map_or_else(Instant::now, |c| c.0);
                 let Ok((batch, rows)) = done else { continue };
-                if let Err(e) = acknowledge(id, batch, rows, &mut sink, &health, &handoff).await {
+                if let Err(e) = acknowledge(id, read, batch, rows, &mut sink, &health, &handoff).await {
                     break e;
                 }
             }
@@ -257,6 +257,7 @@ async fn drive(
                 let mut msg = msg;
                 let mut handled = 0;
                 let mut batch: Vec<Envelope> = Vec::new();
+                let read = Instant::now();
                 let ended = loop {
                     let m = match msg {
                         None => break Some("closed by Slack".to_string()),
@@ -289,13 +290,13 @@ async fn drive(
                     }
                 };
                 if !batch.is_empty() {
-                    commits.push_back(handoff.record(batch));
+                    commits.push_back((read, handoff.record(batch)));
                 }
                 if let Some(why) = ended {
                     // What was recorded is handled; what was not acked, Slack sends again.
-                    while let Some(c) = commits.pop_front() {
+                    while let Some((read, c)) = commits.pop_front() {
                         if let Ok((batch, rows)) = c.await {
-                            let _ = acknowledge(id, batch, rows, &mut sink, &health, &handoff).await;
+                            let _ = acknowledge(id, read, batch, rows, &mut sink, &health, &handoff).await;
                         }
                     }
                     break why;
@@ -334,6 +335,7 @@ type Acked<'a> = (
 /// the queue is not acknowledged: Slack delivers it again.
 async fn acknowledge(
     id: u64,
+    read: Instant,
     batch: Vec<Envelope>,
     rows: Vec<Option<i64>>,
     sink: &mut futures_util::stream::SplitSink<Ws, Message>,
@@ -365,6 +367,13 @@ async fn acknowledge(
             SEND_TIMEOUT.as_secs()
         )),
     };
+    if flushed.is_ok() {
+        let m = crate::metrics::global();
+        let took = read.elapsed();
+        for (envelope, _, _) in &acked {
+            m.envelope_acked(envelope.kind.as_str(), took);
+        }
+    }
     // Recorded ones are handled even when the flush failed: Slack will send
     // them again, and the dispatcher answers once.
     hand_over(handoff, acked);

@@ -225,7 +225,7 @@ impl SlackWeb {
         fut: impl std::future::Future<Output = ClientResult<T>>,
     ) -> Result<T, WebError> {
         let _slot = self.calls.acquire().await;
-        match tokio::time::timeout(self.timeout, fut).await {
+        let r = match tokio::time::timeout(self.timeout, fut).await {
             Err(_) => Err(WebError::Unreachable {
                 method,
                 url: self.api_url.clone(),
@@ -233,7 +233,17 @@ impl SlackWeb {
             }),
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.sort(method, e)),
-        }
+        };
+        let outcome = match &r {
+            Ok(_) => "ok",
+            Err(WebError::Api { .. }) => "api_error",
+            Err(WebError::RateLimited { .. }) => "rate_limited",
+            Err(WebError::Http { .. }) => "http_error",
+            Err(WebError::Protocol { .. }) => "protocol_error",
+            Err(_) => "unreachable",
+        };
+        crate::metrics::global().web_call(method, outcome);
+        r
     }
 
     fn sort(&self, method: &'static str, e: SlackClientError) -> WebError {

@@ -169,6 +169,24 @@ impl Store {
         })
     }
 
+    /// Unclean exits ever recorded, by kind of cause (`hang`, `watchdog`,
+    /// `signal`, `exit_code`, `unknown`), for the restart counters.
+    pub(crate) fn unclean_exits_by_cause(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.run(|c| {
+            let mut q = c.prepare(
+                "SELECT CASE
+                     WHEN hang <> 0 THEN 'hang'
+                     WHEN cause LIKE '%watchdog%' THEN 'watchdog'
+                     WHEN signal IS NOT NULL THEN 'signal'
+                     WHEN code IS NOT NULL THEN 'exit_code'
+                     ELSE 'unknown' END AS kind, COUNT(*)
+                 FROM exits WHERE clean = 0 GROUP BY kind ORDER BY kind",
+            )?;
+            let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
     /// The most recent unclean exit.
     pub(crate) fn last_unclean_exit(&mut self) -> Result<Option<Exit>, StoreError> {
         self.run(|c| {
