@@ -198,12 +198,27 @@ fn main() -> ExitCode {
                 k.name(),
                 n.events
             ));
-            match measure::burst(k, &programs, n.events) {
+            match measure::burst(k, &programs, n.events, false) {
                 Ok(v) => burst[i] = Some(v),
                 Err(e) => note(k, "burst", e),
             }
         }
     }
+    let burst_metrics = if wanted("burst") {
+        progress(&format!(
+            "slackbotd: the same burst with /metrics scraped every 20 ms ({} events)",
+            n.events
+        ));
+        match measure::burst(Kind::Slackbotd, &programs, n.events, true) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                note(Kind::Slackbotd, "burst with metrics", e);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let ensure = if wanted("ensure") {
         progress(&format!(
             "slackbotd: ensure on a healthy daemon ({} runs)",
@@ -404,6 +419,43 @@ fn main() -> ExitCode {
         met: None,
         decimals: 0,
     });
+    if let (Some(off), Some(on)) = (&burst[0], &burst_metrics) {
+        let (p_off, p_on) = (lat(&Some(off.clone()), 0.99), lat(&Some(on.clone()), 0.99));
+        rows.push(Row {
+            figure: "burst, /metrics scraped every 20 ms: ack p99 (ms)".into(),
+            met: match (p_on, p_off) {
+                (Some(a), Some(b)) => judge(a.median <= b.median + 1.0),
+                _ => None,
+            },
+            ours: p_on,
+            peer: None,
+            ratio: Ratio::None,
+            target: format!(
+                "within noise (1 ms) of metrics off ({:.2} ms)",
+                p_off.map(|s| s.median).unwrap_or(f64::NAN)
+            ),
+            decimals: 2,
+        });
+        rows.push(Row {
+            figure: "burst, /metrics: scrapes answered, of those tried".into(),
+            met: judge(on.scrapes.1 == 0 && on.scrapes.0 > 0),
+            ours: summarize(&[on.scrapes.0 as f64]),
+            peer: None,
+            ratio: Ratio::None,
+            target: format!("all ({} tried)", on.scrapes.0 + on.scrapes.1),
+            decimals: 0,
+        });
+        let cost = (on.idle_pss_kib - off.idle_pss_kib) / 1024.0;
+        rows.push(Row {
+            figure: "metrics on: PSS cost once connected (MiB)".into(),
+            met: judge(cost <= 0.5),
+            ours: summarize(&[cost]),
+            peer: None,
+            ratio: Ratio::None,
+            target: "≤ 0.5 MiB".into(),
+            decimals: 2,
+        });
+    }
     if let Some(times) = &ensure {
         let (e, t, v) = (&times.ensure, &times.truth, &times.version);
         let (se, sv) = (summarize(e), summarize(v));

@@ -187,19 +187,51 @@ pub struct Burst {
     pub latencies: Vec<f64>,
     /// Events never acked, even after Slack's redeliveries.
     pub lost: usize,
+    /// The process tree's PSS once connected, before the burst (KiB).
+    pub idle_pss_kib: f64,
+    /// Scrapes of /metrics during the burst: answered, and not.
+    pub scrapes: (usize, usize),
 }
 
 /// A burst over one connection. Each event's latency runs from its first
 /// write to its first ack (a redelivery, if the bot was too slow, counts
 /// against it).
-pub fn burst(kind: Kind, p: &Programs, events: usize) -> Result<Burst, Failed> {
+pub fn burst(kind: Kind, p: &Programs, events: usize, metrics: bool) -> Result<Burst, Failed> {
     use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
     let fake = quiet_fake();
-    let s = Scratch::new(&fake, "burst").map_err(|e| e.to_string())?;
+    let s = Scratch::new(&fake, if metrics { "burst-metrics" } else { "burst" })
+        .map_err(|e| e.to_string())?;
+    let port = if metrics {
+        Some(s.enable_metrics().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     let child = peers::spawn(kind, p, &fake, &s).map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
     let result = (|| {
         hello_of(&fake, 0, Duration::from_secs(30)).ok_or("did not connect")?;
         std::thread::sleep(Duration::from_millis(500));
+        if let Some(port) = port {
+            // One scrape first, so the figures' families exist before measuring.
+            scrape(port).ok_or("the metrics endpoint did not answer")?;
+        }
+        let idle_pss_kib = peers::tree_pss_kib(child.id()).unwrap_or(f64::NAN);
+        let scraper = port.map(|port| {
+            let (stop, answered, refused) = (stop.clone(), answered.clone(), refused.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match scrape(port) {
+                        Some(_) => answered.fetch_add(1, Ordering::Relaxed),
+                        None => refused.fetch_add(1, Ordering::Relaxed),
+                    };
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        });
         fake.send_burst(events, "ping {n}");
         // Poll, rather than re-check on every ack: a check under the fake's
         // lock on each of thousands of acks would slow the fake itself down.
@@ -248,14 +280,36 @@ pub fn burst(kind: Kind, p: &Programs, events: usize) -> Result<Burst, Failed> {
             .collect();
         let rate = first_ack.len() as f64 / (end - start).as_secs_f64().max(1e-9);
         let lost = events.saturating_sub(first_ack.len());
+        stop.store(true, Ordering::Relaxed);
+        if let Some(t) = scraper {
+            let _ = t.join();
+        }
         Ok::<_, Failed>(Burst {
             rate,
             latencies: lat,
             lost,
+            idle_pss_kib,
+            scrapes: (
+                answered.load(Ordering::Relaxed),
+                refused.load(Ordering::Relaxed),
+            ),
         })
     })();
+    stop.store(true, Ordering::Relaxed);
     peers::stop(child);
     result
+}
+
+/// One GET /metrics; the body when the answer was a 200.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.1 200").then_some(text)
 }
 
 /// Starts slackbotd as a daemon on the scratch configuration.

@@ -69,6 +69,17 @@ impl Scratch {
         Ok(Scratch { dir, config })
     }
 
+    /// Turns the metrics endpoint on, on a free loopback port; the port.
+    pub fn enable_metrics(&self) -> std::io::Result<u16> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut text = std::fs::read_to_string(&self.config)?;
+        text.push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+        std::fs::write(&self.config, text)?;
+        Ok(port)
+    }
+
     /// The daemon's supervisor record (worker pid).
     pub fn worker_pid(&self) -> Option<u32> {
         let text = std::fs::read(self.dir.join("run/slackbotd.supervisor")).ok()?;
