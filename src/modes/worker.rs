@@ -17,9 +17,9 @@ pub(crate) fn worker(src: &ConfigSource, foreground: bool) -> Result<(), Failure
     let settings = Settings::load(&src.path)?;
     let d = settings.config.daemon.clone();
     let parent = nix::unistd::getppid().as_raw() as u32;
-    match lock::holder(&d.pidfile) {
-        Ok(Some(pid)) if pid == parent => {}
-        _ => {
+    match lock::held_by(&d.pidfile, parent) {
+        true => {}
+        false => {
             return Err(Failure::new(
                 ExitCode::USAGE,
                 "`worker` is started by `slackbotd daemon`, which holds the lock; run that instead",

@@ -298,6 +298,25 @@ pub(crate) fn holder(path: &Path) -> std::io::Result<Option<u32>> {
     }
 }
 
+/// Whether the lock on `path` is held and `pid` has the file open: how a
+/// worker checks that its parent is the supervisor holding the lock, without
+/// a walk of every lock on the host.
+pub(crate) fn held_by(path: &Path, pid: u32) -> bool {
+    let Ok(file) = open(path, false) else {
+        return false;
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(TryLockError::WouldBlock) => file
+            .metadata()
+            .is_ok_and(|m| procfs::has_open(pid, FileId::of(&m))),
+        Err(TryLockError::Error(_)) => false,
+    }
+}
+
 /// Why the holder of a lock may not be signalled.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TargetError {

@@ -74,7 +74,22 @@ pub(crate) fn flock_writers(locks: &str, id: FileId) -> Vec<u32> {
 
 /// The pid the kernel names as the holder of an exclusive `flock` on `id`.
 pub(crate) fn lock_holder(id: FileId) -> Option<u32> {
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // In big reads: the kernel walks every lock on the host for each read
+    // of /proc/locks, and a small first read (as `read_to_string` makes)
+    // costs a whole walk for 32 bytes.
+    use std::io::Read;
+    let mut f = std::fs::File::open("/proc/locks").ok()?;
+    let mut buf = Vec::with_capacity(256 * 1024);
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let locks = String::from_utf8_lossy(&buf);
     flock_writers(&locks, id).into_iter().find(|p| *p > 0)
 }
 
