@@ -128,7 +128,13 @@ fn the_endpoint_and_the_textfile_count_what_happened_and_pass_promtool() {
         .fake
         .wait_for(secs(10), |snap| (snap.posts.len() >= 4).then_some(()))
         .is_some());
-    let (status, body) = get(port, "/metrics");
+    // The fake records a post before the bot hears its answer: wait for
+    // the bot to have counted the last reply too.
+    let (mut status, mut body) = (String::new(), String::new());
+    wait_until(secs(5), || {
+        (status, body) = get(port, "/metrics");
+        value(&body, "slackbotd_replies_posted_total") == Some(4.0)
+    });
     assert!(status.contains("200"), "{status}");
     assert_eq!(
         value(&body, "slackbotd_envelopes_received_total"),

@@ -121,10 +121,24 @@ impl Store {
     }
 
     fn setup(&mut self, durability: Durability) -> Result<(), StoreError> {
-        let mode: String = self
-            .conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+        // Two processes switching a new file to WAL at once can deadlock on
+        // the lock upgrade, which SQLite reports as busy at once, without
+        // waiting in the busy handler: try again for a while.
+        let mut tries = 0;
+        let mode: String = loop {
+            match self
+                .conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            {
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ffi::ErrorCode::DatabaseBusy && tries < 100 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10 + rand::random::<u64>() % 20));
+                }
+                r => break r.map_err(|e| self.err(e))?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(
                 "the state store {} does not support WAL (journal mode {mode})",

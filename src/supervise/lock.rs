@@ -76,6 +76,17 @@ fn read_pid(file: &mut File) -> Option<u32> {
     s.trim().parse().ok()
 }
 
+/// Creates the directory `path` lives in, with `mode`, if it is missing.
+fn create_parent(path: &Path, mode: u32) -> std::io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.exists() => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir),
+        _ => Ok(()),
+    }
+}
+
 /// `status` and `stop` take a shared lock for an instant to look: waiting
 /// this long tells that apart from a real holder.
 const PROBE_WAIT: Duration = Duration::from_millis(100);
@@ -102,15 +113,7 @@ impl PidLock {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o755)
-                    .create(dir)
-                    .map_err(err)?;
-            }
-        }
+        create_parent(path, 0o755).map_err(err)?;
         let file = open(path, true).map_err(err)?;
         let deadline = Instant::now() + wait;
         loop {
@@ -153,14 +156,8 @@ impl PidLock {
             path: path.to_path_buf(),
             source,
         };
+        create_parent(path, 0o700).map_err(err)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(err)?;
-            }
             let m = std::fs::metadata(dir).map_err(err)?;
             if m.uid() != me && m.uid() != 0 {
                 return Err(untrusted(format!(
