@@ -129,12 +129,7 @@ impl PidLock {
                 Err(TryLockError::Error(e)) => return Err(err(e)),
             }
         }
-        let mut lock = PidLock {
-            file,
-            path: path.to_path_buf(),
-        };
-        lock.write_pid(std::process::id()).map_err(err)?;
-        Ok(Ok(lock))
+        PidLock::taken(file, path).map(Ok).map_err(err)
     }
 
     /// Like `acquire_within`, for a lock only this user may have a say in:
@@ -237,12 +232,17 @@ impl PidLock {
                 Err(TryLockError::Error(e)) => return Err(err(e)),
             }
         }
+        PidLock::taken(file, path).map(Ok).map_err(err)
+    }
+
+    /// The lock just taken on `file`, with our pid written into it.
+    fn taken(file: File, path: &Path) -> std::io::Result<PidLock> {
         let mut lock = PidLock {
             file,
             path: path.to_path_buf(),
         };
-        lock.write_pid(std::process::id()).map_err(err)?;
-        Ok(Ok(lock))
+        lock.write_pid(std::process::id())?;
+        Ok(lock)
     }
 
     /// Replaces the pid in the file (after a fork, the daemon's own).
