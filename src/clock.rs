@@ -19,7 +19,8 @@ pub(crate) fn ms_ago(age: Duration) -> u64 {
 
 /// A duration to the millisecond, as people say it ("1s 250ms").
 pub(crate) fn short(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
 }
 
 /// A duration to the second, as people say it ("2h 5m 3s").

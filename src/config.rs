@@ -471,7 +471,7 @@ impl Config {
                 "slack.call_timeout",
                 format!(
                     "{} is out of range: use 1s to 5m",
-                    humantime::format_duration(s.call_timeout)
+                    crate::clock::short(s.call_timeout)
                 ),
             ));
         }
@@ -496,7 +496,7 @@ impl Config {
             if d > YEAR {
                 return Err(bad(
                     key,
-                    format!("{} is longer than a year", humantime::format_duration(d)),
+                    format!("{} is longer than a year", crate::clock::short(d)),
                 ));
             }
         }
@@ -515,8 +515,8 @@ impl Config {
                 "supervise.backoff_max",
                 format!(
                     "{} is shorter than supervise.backoff_initial ({})",
-                    humantime::format_duration(v.backoff_max),
-                    humantime::format_duration(v.backoff_initial)
+                    crate::clock::short(v.backoff_max),
+                    crate::clock::short(v.backoff_initial)
                 ),
             ));
         }

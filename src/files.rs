@@ -45,9 +45,36 @@ pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io
     write_atomic(path, &bytes, 0o644)
 }
 
-/// The JSON value in `path`; `None` if there is none or it does not parse.
+/// Reads a small state file that another user may have planted: never
+/// through a symlink, never a FIFO or device (which could block or never
+/// end), and never more than `cap` bytes.
+pub(crate) fn read_small(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is larger than {cap} bytes", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The JSON value in `path` (at most 1 MiB, read as [`read_small`] does);
+/// `None` if there is none or it does not parse.
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    serde_json::from_slice(&read_small(path, 1 << 20).ok()?).ok()
 }
 
 #[cfg(test)]
@@ -75,5 +102,23 @@ mod tests {
             .is_symlink());
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 2, "no temporary file left behind");
+    }
+
+    #[test]
+    fn a_planted_fifo_link_or_huge_file_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Opening a FIFO for reading would block until a writer came.
+        assert!(read_small(&fifo, 100).is_err());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(read_small(&link, 100).is_err());
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; 101]).unwrap();
+        assert!(read_small(&big, 100).is_err());
+        std::fs::write(&big, b"{\"a\":1}").unwrap();
+        assert_eq!(read_small(&big, 100).unwrap(), b"{\"a\":1}");
+        assert_eq!(read_json::<serde_json::Value>(&big).unwrap()["a"], 1);
     }
 }

@@ -73,6 +73,8 @@ pub(crate) struct Metrics {
     ack_latency: Histogram,
     /// Redeliveries answered before, and not answered again.
     duplicates: Counter,
+    /// Acknowledged envelopes that waited in the inbox: the bot was busy.
+    spilled: Counter,
     /// Replies the bot posted.
     replies: Counter,
     /// Notifications the outbox delivered.
@@ -87,6 +89,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     acked: Family::default(),
     ack_latency: Histogram::new(ACK_BUCKETS),
     duplicates: Counter::default(),
+    spilled: Counter::default(),
     replies: Counter::default(),
     delivered: Counter::default(),
     calls: Family::default(),
@@ -126,6 +129,12 @@ impl Metrics {
     /// Counts a redelivery that was not answered again.
     pub(crate) fn duplicate(&self) {
         self.duplicates.inc();
+    }
+
+    /// Counts an acknowledged envelope that did not fit the handlers' queue
+    /// and waits in the inbox instead.
+    pub(crate) fn spilled(&self) {
+        self.spilled.inc();
     }
 
     /// Counts a reply posted.
@@ -292,6 +301,11 @@ pub(crate) fn render(s: &Snapshot) -> String {
         "envelopes_duplicate",
         "Redeliveries already answered, not answered again",
         m.duplicates.clone(),
+    );
+    r.register(
+        "envelopes_spilled",
+        "Acknowledged envelopes that waited in the durable inbox because the handlers were busy",
+        m.spilled.clone(),
     );
     r.register(
         "replies_posted",

@@ -220,15 +220,26 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
     let health = Arc::new(Health::new(sup.heartbeat_timeout));
     // The inbox: its own connection for the socket thread, and what the
     // previous process left unanswered, handled before anything new.
-    let (inbox_dir, recover_through) = match &store {
-        Some(s) => match s.call(|s| s.inbox()?.last_row()).await {
-            Ok(last) => (Some(state_dir.as_path()), last),
+    let (inbox_dir, recover_through, recover_since) = match &store {
+        Some(s) => match s
+            .call(|s| {
+                let inbox = s.inbox()?;
+                let last = inbox.last_row()?;
+                Ok((last, inbox.oldest_received(last)?))
+            })
+            .await
+        {
+            Ok((last, since)) => (
+                Some(state_dir.as_path()),
+                last,
+                since.unwrap_or_else(crate::clock::now_ms),
+            ),
             Err(e) => {
                 tracing::error!("{e}; events are acknowledged before they are recorded");
-                (None, 0)
+                (None, 0, 0)
             }
         },
-        None => (None, 0),
+        None => (None, 0, 0),
     };
     let (inbound_tx, inbound_rx) = mpsc::channel(crate::slack::handoff::QUEUE);
     let overflow = Arc::new(Notify::new());
@@ -254,6 +265,7 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
         settings: settings_rx.clone(),
         store: store.clone(),
         handoff: handoff.clone(),
+        recovery: crate::bot::recovery::Recovery::new(recover_since),
     });
     let wake = Arc::new(Notify::new());
     let wake_path = crate::wake::path_for(&opts.pidfile);

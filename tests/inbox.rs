@@ -36,25 +36,17 @@ fn kill_9_in_a_burst_of_400_leaves_every_ping_answered_exactly_once_ten_times_ov
         let worker = worker_of(&s).expect("a worker");
         let ids = s.fake.send_burst(400, "ping {n}");
         assert!(
-            s.fake
-                .wait_for(secs(20), |snap| {
-                    (snap.posts_containing("pong").len() >= before + 40).then_some(())
-                })
-                .is_some(),
+            wait_posts_with(&s.fake, "pong", before + 40, secs(20)),
             "round {round}: the first 40 replies:\n{}",
             p.log()
         );
         kill(worker, libc::SIGKILL);
         all.extend(ids);
         let want = all.len();
-        let answered = s.fake.wait_for(secs(60), |snap| {
-            let n = replies_in(snap);
-            (all.iter().all(|id| n.contains_key(id))).then_some(())
-        });
-        let n = replies_per_event(&s);
-        let missing: Vec<_> = all.iter().filter(|id| !n.contains_key(*id)).collect();
+        let answered = wait_answered(&s.fake, &all, secs(60));
+        let missing = answered.as_ref().err().cloned().unwrap_or_default();
         assert!(
-            answered.is_some(),
+            answered.is_ok(),
             "round {round}: {} of {want} pings unanswered, e.g. {:?}\n{}",
             missing.len(),
             missing.first(),
@@ -89,11 +81,7 @@ fn kill_9_of_the_whole_bot_loses_nothing_acknowledged() {
     let mut p = s.spawn(&cfg, &["run"]);
     assert!(s.fake.wait_live_connections(1, secs(10)).is_some());
     let ids = s.fake.send_burst(400, "ping {n}");
-    assert!(s
-        .fake
-        .wait_for(secs(20), |snap| (snap.posts_containing("pong").len() >= 40)
-            .then_some(()))
-        .is_some());
+    assert!(wait_posts_with(&s.fake, "pong", 40, secs(20)));
     // The supervisor and its worker at once, as a host losing power to the bot would.
     let worker = worker_of(&s).unwrap();
     p.signal(libc::SIGKILL);
@@ -105,15 +93,11 @@ fn kill_9_of_the_whole_bot_loses_nothing_acknowledged() {
     ])
     .is_empty()));
     let p2 = s.spawn(&cfg, &["run"]);
-    let done = s.fake.wait_for(secs(60), |snap| {
-        let n = replies_in(snap);
-        ids.iter().all(|id| n.contains_key(id)).then_some(())
-    });
-    let n = replies_per_event(&s);
+    let done = wait_answered(&s.fake, &ids, secs(60));
     assert!(
-        done.is_some(),
+        done.is_ok(),
         "{} unanswered\n{}",
-        ids.iter().filter(|id| !n.contains_key(*id)).count(),
+        done.as_ref().err().map_or(0, Vec::len),
         p2.log()
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -204,4 +188,47 @@ fn a_command_cut_off_by_kill_9_is_reported_once_and_never_run_again() {
         1,
         "never run again"
     );
+}
+
+#[test]
+fn a_burst_bigger_than_the_queue_waits_in_the_inbox_and_is_answered_once() {
+    let s = Setup::new();
+    let cfg = s.config(1, "30s", "");
+    let p = s.spawn(&cfg, &["run"]);
+    assert!(s.fake.wait_live_connections(1, secs(10)).is_some());
+    // Slow replies: 64 in flight and 1,024 queued, then the rest must spill.
+    s.fake
+        .delay_method("chat.postMessage", Some(Duration::from_millis(40)));
+    let ids = s.fake.send_burst(1500, "ping {n}");
+    assert!(
+        p.wait_log("wait in the inbox", secs(20)),
+        "the queue overflowed into the inbox:\n{}",
+        p.log()
+    );
+    let acked = s.fake.wait_for(secs(20), |snap| {
+        (snap
+            .deliveries
+            .iter()
+            .filter(|d| d.acked_at.is_some())
+            .count()
+            >= 1500)
+            .then_some(())
+    });
+    assert!(
+        acked.is_some(),
+        "every envelope acknowledged at once, busy or not"
+    );
+    s.fake.delay_method("chat.postMessage", None);
+    let done = wait_answered(&s.fake, &ids, secs(90));
+    assert!(
+        done.is_ok(),
+        "{} unanswered\n{}",
+        done.as_ref().err().map_or(0, Vec::len),
+        p.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let n = replies_per_event(&s);
+    assert!(n.values().all(|c| *c == 1), "answered twice");
+    assert_eq!(s.fake.posts_containing("pong").len(), 1500);
+    assert_no_panic(&p.log());
 }

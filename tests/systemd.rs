@@ -535,21 +535,10 @@ fn a_maintenance_window_ends_on_time_and_a_burst_survives_both_kills() {
 
     // In-unit healing: the worker killed in a burst, the unit untouched.
     let ids = s.fake.send_burst(400, "ping {n}");
-    assert!(s
-        .fake
-        .wait_for(secs(20), |snap| (snap.posts_containing("pong").len() >= 40)
-            .then_some(()))
-        .is_some());
+    assert!(wait_posts_with(&s.fake, "pong", 40, secs(20)));
     let worker = worker_host_pid(&c);
     kill(worker, libc::SIGKILL);
-    let all_answered = |ids: &[String]| {
-        s.fake
-            .wait_for(secs(60), |snap| {
-                let n = replies_in(snap);
-                ids.iter().all(|id| n.contains_key(id)).then_some(())
-            })
-            .is_some()
-    };
+    let all_answered = |ids: &[String]| wait_answered(&s.fake, ids, secs(60)).is_ok();
     assert!(
         all_answered(&ids),
         "every ping answered after the worker's kill:\n{}",
@@ -560,12 +549,7 @@ fn a_maintenance_window_ends_on_time_and_a_burst_survives_both_kills() {
 
     // The unit's main process killed in a burst: systemd restarts it.
     let more = s.fake.send_burst(400, "ping {n}");
-    assert!(s
-        .fake
-        .wait_for(secs(20), |snap| (snap.posts_containing("pong").len()
-            >= 440)
-            .then_some(()))
-        .is_some());
+    assert!(wait_posts_with(&s.fake, "pong", 440, secs(20)));
     kill(main_host_pid(&c), libc::SIGKILL);
     assert!(
         all_answered(&more),

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub(crate) use crate::store::dedup::Claim;
+
 /// An in-memory set of recently seen event IDs with a retention window.
 #[derive(Debug)]
 pub(crate) struct Dedup {
@@ -56,11 +58,17 @@ pub(crate) enum Seen {
 }
 
 impl Seen {
-    /// True the first time `id` is seen within the retention window, or
-    /// when inbox row `row` is the one that saw it first (a recovery).
-    pub(crate) async fn first_time(&self, id: &str, row: Option<i64>) -> bool {
+    /// Claims `id` for inbox row `row`: new, claimed before by this same row
+    /// (a recovery after a crash), or taken by another delivery.
+    pub(crate) async fn claim(&self, id: &str, row: Option<i64>) -> Claim {
         match self {
-            Seen::Memory(d) => d.first_time(id),
+            Seen::Memory(d) => {
+                if d.first_time(id) {
+                    Claim::New
+                } else {
+                    Claim::Taken
+                }
+            }
             Seen::Persistent { store, retention } => {
                 let now = crate::clock::now_ms();
                 let before = now.saturating_sub(retention.as_millis() as u64);
@@ -78,11 +86,12 @@ impl Seen {
                     })
                     .await;
                 match r {
-                    Ok(first) => first,
+                    Ok(claim) => claim,
                     Err(e) => {
-                        // Answering twice beats not answering.
+                        // Answering twice beats not answering; and since
+                        // nobody knows, a reply may already be out.
                         tracing::error!("cannot record event {id}: {e}");
-                        true
+                        Claim::Again
                     }
                 }
             }

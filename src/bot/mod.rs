@@ -18,11 +18,12 @@ pub(crate) mod dedup;
 pub(crate) mod deliver;
 pub(crate) mod event;
 pub(crate) mod limits;
+pub(crate) mod recovery;
 pub(crate) mod reply;
 pub(crate) mod router;
 pub(crate) mod words;
 
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,13 +54,15 @@ pub(crate) struct BotCtx {
     pub(crate) store: Option<SharedStore>,
     /// Where answered inbox rows are given back, to be deleted.
     pub(crate) handoff: Arc<Handoff>,
+    /// What the previous process posted, for the events it left.
+    pub(crate) recovery: recovery::Recovery,
 }
 
 /// Handles envelopes until `stop` turns true, then finishes what was already
 /// acknowledged within `grace` and abandons the rest (logged). Inbox rows up
 /// to `recover_through`, left by a previous process, are handled first;
 /// `overflow` rings when envelopes did not fit the queue and wait in the
-/// inbox.
+/// inbox (the handoff says which).
 pub(crate) async fn serve(
     mut inbound: mpsc::Receiver<Inbound>,
     ctx: Arc<BotCtx>,
@@ -68,45 +71,64 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let mut tasks: JoinSet<Option<i64>> = JoinSet::new();
-    // Inbox rows handed to a task and not answered yet: the queue and the
-    // inbox may both offer the same row.
-    let mut started: HashSet<i64> = HashSet::new();
-    let mut backlog = ctx.store.is_some();
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    // Rows to read from the inbox, as inclusive ranges, oldest first: what
+    // the last process left, then what spilled over a full queue. Each row
+    // is read once: a range shrinks as its rows are dispatched.
+    let mut backlog: VecDeque<(i64, i64)> = VecDeque::new();
+    if ctx.store.is_some() && recover_through > 0 {
+        backlog.push_back((1, recover_through));
+    }
+    let mut recovering = !backlog.is_empty();
+    let mut spilled = false;
+    // After a failed inbox read: when to try again.
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
-        if backlog && tasks.len() < MAX_IN_FLIGHT {
-            let room = MAX_IN_FLIGHT - tasks.len();
-            let fresh = waiting_in_inbox(&ctx, &started, room).await;
-            if fresh.is_empty() {
-                backlog = false;
-            }
-            for row in fresh {
-                let id = row.id;
-                if let Some(msg) = from_inbox(row, id <= recover_through) {
-                    started.insert(id);
-                    dispatch(msg, &ctx, &mut tasks);
+        let ready = retry_at.is_none_or(|t| t <= tokio::time::Instant::now());
+        if ready && tasks.len() < MAX_IN_FLIGHT && (!backlog.is_empty() || spilled) {
+            retry_at = None;
+            if backlog.is_empty() {
+                backlog.extend(ctx.handoff.take_spilled());
+                if backlog.is_empty() && ctx.handoff.end_spill() {
+                    spilled = false;
                 }
+                continue;
+            }
+            let room = MAX_IN_FLIGHT - tasks.len();
+            match read_inbox(&ctx, backlog[0], room).await {
+                Ok(rows) => {
+                    match rows.last() {
+                        Some(last) if rows.len() == room => backlog[0].0 = last.id + 1,
+                        _ => {
+                            backlog.pop_front();
+                        }
+                    }
+                    for row in rows {
+                        let old = row.id <= recover_through;
+                        if let Some(msg) = from_inbox(row, old) {
+                            dispatch(msg, &ctx, &mut tasks);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("cannot read the inbox: {e}; trying again in a second");
+                    retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                }
+            }
+            if recovering && backlog.front().is_none_or(|r| r.0 > recover_through) {
+                recovering = false;
+                ctx.recovery.clear().await;
             }
             continue;
         }
         tokio::select! {
             msg = inbound.recv(), if tasks.len() < MAX_IN_FLIGHT => match msg {
-                Some(m) => {
-                    if let Some(id) = m.row {
-                        if !started.insert(id) {
-                            continue;
-                        }
-                    }
-                    dispatch(m, &ctx, &mut tasks);
-                }
+                Some(m) => dispatch(m, &ctx, &mut tasks),
                 None => break,
             },
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok(Some(id)) = done {
-                    started.remove(&id);
-                }
-            }
-            _ = overflow.notified() => backlog = ctx.store.is_some(),
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = overflow.notified() => spilled = ctx.store.is_some(),
+            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {}
             _ = stop.changed() => break,
         }
     }
@@ -114,9 +136,7 @@ pub(crate) async fn serve(
     // it for the next start, should this one run out of time).
     inbound.close();
     while let Some(m) = inbound.recv().await {
-        if m.row.is_none_or(|id| started.insert(id)) {
-            dispatch(m, &ctx, &mut tasks);
-        }
+        dispatch(m, &ctx, &mut tasks);
     }
     if tasks.is_empty() {
         return;
@@ -138,27 +158,18 @@ pub(crate) async fn serve(
     }
 }
 
-/// Up to `room` inbox rows that no task has taken yet, oldest first.
-async fn waiting_in_inbox(
+/// Up to `room` rows of the inbox in `range`, oldest first.
+async fn read_inbox(
     ctx: &BotCtx,
-    started: &HashSet<i64>,
+    range: (i64, i64),
     room: usize,
-) -> Vec<crate::store::inbox::Pending> {
+) -> Result<Vec<crate::store::inbox::Pending>, crate::store::StoreError> {
     let Some(store) = &ctx.store else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    let limit = room + started.len();
-    match store.call(move |s| s.inbox()?.unanswered(0, limit)).await {
-        Ok(rows) => rows
-            .into_iter()
-            .filter(|r| !started.contains(&r.id))
-            .take(room)
-            .collect(),
-        Err(e) => {
-            tracing::error!("cannot read the inbox: {e}");
-            Vec::new()
-        }
-    }
+    store
+        .call(move |s| s.inbox()?.between(range.0, range.1, room))
+        .await
 }
 
 /// An inbox row as an envelope to handle again.
@@ -204,7 +215,7 @@ fn from_inbox(row: crate::store::inbox::Pending, recovering: bool) -> Option<Inb
     })
 }
 
-fn dispatch(m: Inbound, ctx: &Arc<BotCtx>, tasks: &mut JoinSet<Option<i64>>) {
+fn dispatch(m: Inbound, ctx: &Arc<BotCtx>, tasks: &mut JoinSet<()>) {
     let ctx = ctx.clone();
     tasks.spawn(async move {
         let row = m.row;
@@ -212,7 +223,6 @@ fn dispatch(m: Inbound, ctx: &Arc<BotCtx>, tasks: &mut JoinSet<Option<i64>>) {
         if let Some(id) = row {
             ctx.handoff.answered(id);
         }
-        row
     });
 }
 
@@ -227,12 +237,14 @@ async fn handle(ctx: &BotCtx, m: Inbound) {
             return;
         }
     };
-    if let Some(id) = &req.event_id {
-        if !ctx.dedup.first_time(id, m.row).await {
-            tracing::info!(event_id = %id, retry = env.retry_attempt, reason = %env.retry_reason, "redelivered event already handled; not answering twice");
-            crate::metrics::global().duplicate();
-            return;
-        }
+    let claim = match &req.event_id {
+        Some(id) => ctx.dedup.claim(id, m.row).await,
+        None => dedup::Claim::New,
+    };
+    if claim == dedup::Claim::Taken {
+        tracing::info!(event_id = %req.event_id.as_deref().unwrap_or_default(), retry = env.retry_attempt, reason = %env.retry_reason, "redelivered event already handled; not answering twice");
+        crate::metrics::global().duplicate();
+        return;
     }
     let since = m
         .recovered
@@ -271,14 +283,15 @@ async fn handle(ctx: &BotCtx, m: Inbound) {
     } else {
         "chat.postMessage"
     };
-    let recovered = m.recovered.is_some();
+    // Only an event the dead process had claimed may have been answered.
+    let recovery = (m.recovered.is_some() && claim == dedup::Claim::Again).then_some(&ctx.recovery);
     match reply::deliver(
         &settings.web,
         &settings.identity,
         &req,
         &reply,
         since,
-        recovered,
+        recovery,
     )
     .await
     {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::bot::event::{Origin, Request};
+use crate::bot::recovery::Recovery;
 use crate::bot::router::Reply;
 use crate::slack::web::{Identity, OutgoingMessage, SlackWeb, WebError};
 
@@ -39,28 +40,41 @@ fn maybe_posted(e: &WebError) -> bool {
 }
 
 /// Delivers `reply` to `req`, retrying as Slack allows. `since_ms` is when
-/// the request arrived; with `check_first` (a recovery after a restart) the
-/// channel is searched for the reply before the first post.
+/// the request arrived. With `recovery` (an event a process that died may
+/// have answered already) what that process posted is searched first.
 pub(crate) async fn deliver(
     web: &SlackWeb,
     me: &Identity,
     req: &Request,
     reply: &Reply,
     since_ms: u64,
-    check_first: bool,
+    recovery: Option<&Recovery>,
 ) -> Result<(), WebError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(20));
     let msg = destination(req, reply);
-    let mut look = check_first && msg.idempotency_key.is_some();
+    let keyed = msg.idempotency_key.is_some() && !matches!(req.origin, Origin::SlashCommand { .. });
+    let mut recovery = recovery.filter(|_| keyed);
+    let mut look = false;
     let mut attempt = 1;
     loop {
-        if look && !matches!(req.origin, Origin::SlashCommand { .. }) {
-            match web.find_posted(&msg, since_ms, me).await {
-                Ok(Some(_)) => {
+        let found = if let Some(r) = recovery.take() {
+            Some(r.was_posted(web, me, &msg).await)
+        } else if look && keyed {
+            Some(
+                web.find_posted(&msg, since_ms, me)
+                    .await
+                    .map(|ts| ts.is_some()),
+            )
+        } else {
+            None
+        };
+        if let Some(found) = found {
+            match found {
+                Ok(true) => {
                     tracing::info!(channel = %msg.channel, "the reply had reached Slack already; not posting it twice");
                     return Ok(());
                 }
-                Ok(None) => {}
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(channel = %msg.channel, "cannot check whether the reply reached Slack ({e}); posting it (at least once)")
                 }
@@ -79,7 +93,7 @@ pub(crate) async fn deliver(
             }
             Err(e) if e.is_permanent() || attempt >= ATTEMPTS => return Err(e),
             Err(e) => {
-                look = maybe_posted(&e) && msg.idempotency_key.is_some();
+                look = maybe_posted(&e);
                 let d = backoff.next_delay_at_least(e.retry_after().or(
                     // Slack's 429 without Retry-After: its documented pace.
                     if matches!(e, WebError::RateLimited { .. }) {

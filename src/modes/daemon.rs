@@ -5,8 +5,8 @@
 //! dropped, and only then logging. The original parent exits 0 only once the
 //! supervisor holds the lock and its worker said hello.
 
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -132,7 +132,7 @@ pub(crate) fn daemon(src: &ConfigSource, wait: Duration) -> Result<(), Failure> 
                 format!(
                     "the daemon started{} but has not connected to Slack within {}; it keeps trying (see syslog, or `slackbotd status`)",
                     pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
-                    humantime::format_duration(wait)
+                    crate::clock::short(wait)
                 ),
             )),
             Readiness::Vanished => Err(Failure::new(ExitCode::SOFTWARE, "the daemon ended before it was ready; see syslog")),
@@ -152,15 +152,21 @@ fn shared_dir(dir: &Path) -> bool {
 }
 
 /// Gives the run and state directories to `id`, which writes there.
-fn hand_over(dirs: &[PathBuf], id: &RunAs) -> Result<(), String> {
-    for dir in dirs {
+/// Creates the run directory and the state directory (`0700`: the outbox
+/// holds what cron jobs piped in) and gives both to the bot's user.
+fn hand_over(dirs: &[(PathBuf, u32)], id: &RunAs) -> Result<(), String> {
+    for (dir, mode) in dirs {
+        let dir = dir.as_path();
         if shared_dir(dir) {
             return Err(format!(
                 "{} is a shared directory; with daemon.user set, give slackbotd its own (e.g. /run/slackbotd/slackbotd.pid)",
                 dir.display()
             ));
         }
-        std::fs::create_dir_all(dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(*mode)
+            .create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         // By descriptor, never following a link: root's chown must not land
         // on a directory someone pointed this path at.
@@ -213,7 +219,10 @@ fn run_daemon(
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("/"));
-        if let Err(e) = hand_over(&[run_dir, config.daemon.state_dir.clone()], id) {
+        if let Err(e) = hand_over(
+            &[(run_dir, 0o755), (config.daemon.state_dir.clone(), 0o700)],
+            id,
+        ) {
             ready.failed(ExitCode::CONFIG.0, &e);
             return ExitCode::CONFIG.0;
         }

@@ -277,7 +277,7 @@ fn lockfile(config: &Config) -> PathBuf {
 /// debug level only. An error goes to stderr too, the first time.
 fn say_once(lockfile: &Path, loud: Loud, what: &str) {
     let said = lockfile.with_extension("said");
-    let again = std::fs::read_to_string(&said).ok().as_deref() == Some(what);
+    let again = crate::files::read_small(&said, 64 * 1024).ok().as_deref() == Some(what.as_bytes());
     if again {
         tracing::debug!("{what}");
         return;
@@ -415,7 +415,7 @@ fn start_daemon(path: &Path, config: &Config) -> Result<u32, Failure> {
     match out.status.code() {
         Some(0) => Ok(holder().unwrap_or(0)),
         // Lost a race to a concurrent start: the lock says who won.
-        Some(75) if holder().is_some() => {
+        Some(c) if c == ExitCode::TEMPFAIL.code() && holder().is_some() => {
             let pid = holder().unwrap_or(0);
             tracing::info!("ensure: another start won the race; pid {pid} holds the lock");
             Ok(pid)
@@ -424,7 +424,11 @@ fn start_daemon(path: &Path, config: &Config) -> Result<u32, Failure> {
             let said = String::from_utf8_lossy(&out.stderr);
             let said = said.trim().replace('\n', "; ");
             Err(Failure::new(
-                ExitCode(code.and_then(|c| u8::try_from(c).ok()).unwrap_or(70).max(1)),
+                ExitCode(
+                    code.and_then(|c| u8::try_from(c).ok())
+                        .unwrap_or(ExitCode::SOFTWARE.0)
+                        .max(1),
+                ),
                 format!(
                     "starting the daemon failed: {}",
                     said.trim_start_matches("slackbotd: ")

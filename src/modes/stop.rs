@@ -28,7 +28,19 @@ pub(crate) fn stop(
             format!("cannot read {}: {e}", pidfile.display()),
         )
     };
-    // First the mark: an `ensure` running meanwhile must not start it again.
+    // First who to signal: a refused target (a planted pidfile) must not
+    // leave a mark that makes `ensure` stand aside.
+    let target = lock::signal_target(&pidfile);
+    if let Err(e) = &target {
+        let code = if matches!(e, lock::TargetError::Unreadable { .. }) {
+            ExitCode::NOINPUT
+        } else {
+            ExitCode::NOPERM
+        };
+        return Err(Failure::new(code, e.to_string()));
+    }
+    // Then the mark, before the signal: an `ensure` running meanwhile must
+    // not start it again.
     let mark = StopMark::now(keep_for.map(|d| d.as_millis() as u64));
     let state_dir = &config.daemon.state_dir;
     if let Err(e) = stopped::write(state_dir, &mark) {
@@ -38,22 +50,15 @@ pub(crate) fn stop(
         );
     }
     let kept = match keep_for {
-        Some(d) => format!(
-            "`ensure` leaves it stopped for {}",
-            humantime::format_duration(d)
-        ),
+        Some(d) => format!("`ensure` leaves it stopped for {}", crate::clock::short(d)),
         None => "`ensure` leaves it stopped until it is started again".to_string(),
     };
-    let pid = match lock::signal_target(&pidfile) {
-        Ok(None) => {
+    let pid = match target {
+        Ok(Some(pid)) => pid,
+        _ => {
             println!("slackbotd is not running; {kept}");
             return Ok(());
         }
-        Ok(Some(pid)) => pid,
-        Err(e @ lock::TargetError::Unreadable { .. }) => {
-            return Err(Failure::new(ExitCode::NOINPUT, e.to_string()))
-        }
-        Err(e) => return Err(Failure::new(ExitCode::NOPERM, e.to_string())),
     };
     kill(Pid::from_raw(pid), Signal::SIGTERM)
         .map_err(|e| Failure::new(ExitCode::NOPERM, format!("cannot signal pid {pid}: {e}")))?;

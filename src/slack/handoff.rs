@@ -8,8 +8,11 @@
 //!
 //! An acknowledged envelope is therefore always either in the queue or in
 //! the inbox. When the queue is full, a recorded envelope simply waits in the
-//! inbox (the dispatcher is told to look there), so memory stays bounded and
-//! the ack is never delayed. Without a working inbox the bot acknowledges
+//! inbox (it *spills*: the dispatcher is told which rows to read there), so
+//! memory stays bounded and the ack is never delayed. Once one envelope
+//! spills, every later one does too until the dispatcher has read them all,
+//! so the spilled rows form a few ranges, and no row is offered both by the
+//! queue and by the inbox. Without a working inbox the bot acknowledges
 //! only what the queue can take; the rest is left unacknowledged, for Slack
 //! to deliver again.
 
@@ -73,6 +76,29 @@ pub(crate) struct Handoff {
     answered: Arc<Mutex<Vec<i64>>>,
     /// Rung when recorded envelopes did not fit the queue.
     overflow: Arc<Notify>,
+    /// The rows that did not fit the queue, waiting in the inbox.
+    spill: Mutex<Spill>,
+}
+
+/// Rows that wait in the inbox because the queue was full: ranges of
+/// consecutive row IDs (the one inbox writer numbers rows consecutively).
+#[derive(Debug, Default)]
+struct Spill {
+    /// Set by the first row that did not fit; until the dispatcher has read
+    /// every spilled row, later rows spill too, so the order holds.
+    active: bool,
+    /// Spilled rows, as inclusive ranges.
+    ranges: Vec<(i64, i64)>,
+}
+
+impl Spill {
+    fn add(&mut self, id: i64) {
+        self.active = true;
+        match self.ranges.last_mut() {
+            Some((_, end)) if *end + 1 == id => *end = id,
+            _ => self.ranges.push((id, id)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -117,6 +143,7 @@ impl Handoff {
             writer,
             answered,
             overflow,
+            spill: Mutex::new(Spill::default()),
         }
     }
 
@@ -179,11 +206,48 @@ impl Handoff {
         self.queue.try_reserve().ok()
     }
 
-    /// Hands a recorded envelope over; when the queue is full it waits in
-    /// the inbox, and the dispatcher is told to look there.
+    /// Hands a recorded envelope over; when the queue is full (or others
+    /// already wait) it waits in the inbox, and the dispatcher is told to
+    /// look there.
     pub(crate) fn offer(&self, msg: Inbound) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(msg) {
-            self.overflow.notify_one();
+        let Some(id) = msg.row else {
+            // Not recorded: only ever sent with a reserved place.
+            let _ = self.queue.try_send(msg);
+            return;
+        };
+        let mut spill = self.spill.lock().unwrap_or_else(|p| p.into_inner());
+        if !spill.active {
+            match self.queue.try_send(msg) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(
+                        row = id,
+                        "the bot is busy: acknowledged events wait in the inbox until it catches up"
+                    );
+                }
+            }
+        }
+        spill.add(id);
+        drop(spill);
+        crate::metrics::global().spilled();
+        self.overflow.notify_one();
+    }
+
+    /// The ranges of rows spilled since the last call, for the dispatcher
+    /// to read from the inbox.
+    pub(crate) fn take_spilled(&self) -> Vec<(i64, i64)> {
+        std::mem::take(&mut self.spill.lock().unwrap_or_else(|p| p.into_inner()).ranges)
+    }
+
+    /// The dispatcher has read every spilled row: new rows may use the
+    /// queue again. False when more spilled meanwhile (take those first).
+    pub(crate) fn end_spill(&self) -> bool {
+        let mut spill = self.spill.lock().unwrap_or_else(|p| p.into_inner());
+        if spill.ranges.is_empty() {
+            spill.active = false;
+            true
+        } else {
+            false
         }
     }
 }
@@ -262,5 +326,47 @@ fn forget(inbox: &mut Inbox, ids: Vec<i64>, give_back: &dyn Fn(Vec<i64>)) {
     if let Err(e) = inbox.record(&[], &ids, crate::clock::now_ms()) {
         tracing::warn!("cannot forget answered events in the inbox: {e}");
         give_back(ids);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slack::envelope::EnvelopeKind;
+
+    fn recorded(row: i64) -> Inbound {
+        Inbound {
+            envelope: Envelope {
+                envelope_id: format!("e{row}"),
+                kind: EnvelopeKind::EventsApi,
+                retry_attempt: 0,
+                retry_reason: String::new(),
+                payload: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            },
+            row: Some(row),
+            recovered: None,
+        }
+    }
+
+    #[test]
+    fn once_a_row_spills_later_ones_follow_until_the_dispatcher_caught_up() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let overflow = Arc::new(Notify::new());
+        let health = Arc::new(Health::new(Duration::from_secs(30)));
+        let h = Handoff::new(tx, None, overflow, health);
+        h.offer(recorded(1));
+        h.offer(recorded(2)); // the queue is full
+        assert_eq!(rx.try_recv().unwrap().row, Some(1));
+        h.offer(recorded(3)); // room now, but 2 waits in the inbox: 3 follows it
+        h.offer(recorded(5));
+        assert!(rx.try_recv().is_err(), "nothing both queued and spilled");
+        assert_eq!(h.take_spilled(), [(2, 3), (5, 5)]);
+        h.offer(recorded(6));
+        assert!(!h.end_spill(), "6 spilled after the last take");
+        assert_eq!(h.take_spilled(), [(6, 6)]);
+        assert!(h.end_spill());
+        h.offer(recorded(7));
+        assert_eq!(rx.try_recv().unwrap().row, Some(7), "the queue again");
+        assert!(h.take_spilled().is_empty());
     }
 }

@@ -170,6 +170,59 @@ pub(crate) struct OutgoingMessage {
     pub(crate) idempotency_key: Option<String>,
 }
 
+/// Pages of 200 messages one look-up reads at most (Slack's `conversations.*`
+/// methods are rate-limited per minute: a deeper search costs more than a
+/// rare double post).
+pub(crate) const POSTED_PAGES: usize = 10;
+
+/// What the bot posted in one channel or thread: the idempotency keys, and
+/// the texts of its own messages that carry none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Posted {
+    /// Idempotency key → the message's `ts`.
+    keys: std::collections::HashMap<String, String>,
+    /// Text → `ts`, for the bot's messages without a key.
+    bare_texts: std::collections::HashMap<String, String>,
+}
+
+impl Posted {
+    fn add(&mut self, m: &SlackHistoryMessage, me: &Identity) {
+        let key = m
+            .content
+            .metadata
+            .as_ref()
+            .and_then(|md| md.event_payload.as_ref())
+            .and_then(|p| p.get("idempotency_key"))
+            .map(|k| k.as_str());
+        let ts = m.origin.ts.to_string();
+        match key {
+            Some(k) => {
+                self.keys.insert(k.to_string(), ts);
+            }
+            None => {
+                let mine = me.is_me(
+                    m.sender.user.as_ref().map(|u| u.0.as_str()),
+                    m.sender.bot_id.as_ref().map(|b| b.0.as_str()),
+                );
+                if let (true, Some(text)) = (mine, m.content.text.as_deref()) {
+                    self.bare_texts.insert(text.to_string(), ts);
+                }
+            }
+        }
+    }
+
+    /// The `ts` of `msg` if it is among them: found by its key, or by the
+    /// text of a message of the bot's that has no key (Slack leaves metadata
+    /// out where the app may not read it).
+    pub(crate) fn find(&self, msg: &OutgoingMessage) -> Option<&str> {
+        msg.idempotency_key
+            .as_ref()
+            .and_then(|k| self.keys.get(k))
+            .or_else(|| self.bare_texts.get(&msg.text))
+            .map(String::as_str)
+    }
+}
+
 /// The Slack Web API for one pair of tokens.
 #[derive(Clone)]
 pub(crate) struct SlackWeb {
@@ -331,52 +384,64 @@ impl SlackWeb {
         since_ms: u64,
         me: &Identity,
     ) -> Result<Option<String>, WebError> {
+        let posted = self
+            .posted(&msg.channel, msg.thread_ts.as_deref(), since_ms, me)
+            .await?;
+        Ok(posted.find(msg).map(str::to_string))
+    }
+
+    /// What the bot posted in `channel` (or in thread `thread`) since
+    /// `since_ms` (less 5 s for clock skew), read page by page up to
+    /// [`POSTED_PAGES`] pages of 200: one look-up can answer for many
+    /// messages.
+    pub(crate) async fn posted(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        since_ms: u64,
+        me: &Identity,
+    ) -> Result<Posted, WebError> {
         let oldest: SlackTs = format!("{}.000000", (since_ms / 1000).saturating_sub(5)).into();
         let session = self.client.open_session(&self.bot);
-        let messages = match &msg.thread_ts {
-            None => {
-                let req = SlackApiConversationsHistoryRequest::new()
-                    .with_channel(msg.channel.clone().into())
-                    .with_oldest(oldest)
+        let mut posted = Posted::default();
+        let mut cursor: Option<SlackCursorId> = None;
+        for _ in 0..POSTED_PAGES {
+            let (messages, next) = match thread {
+                None => {
+                    let req = SlackApiConversationsHistoryRequest::new()
+                        .with_channel(channel.to_string().into())
+                        .with_oldest(oldest.clone())
+                        .with_limit(200)
+                        .with_include_all_metadata(true)
+                        .opt_cursor(cursor.take());
+                    let r = self
+                        .call("conversations.history", session.conversations_history(&req))
+                        .await?;
+                    (r.messages, r.response_metadata.and_then(|m| m.next_cursor))
+                }
+                Some(ts) => {
+                    let req = SlackApiConversationsRepliesRequest::new(
+                        channel.to_string().into(),
+                        ts.to_string().into(),
+                    )
+                    .with_oldest(oldest.clone())
                     .with_limit(200)
-                    .with_include_all_metadata(true);
-                self.call("conversations.history", session.conversations_history(&req))
-                    .await?
-                    .messages
+                    .opt_cursor(cursor.take());
+                    let r = self
+                        .call("conversations.replies", session.conversations_replies(&req))
+                        .await?;
+                    (r.messages, r.response_metadata.and_then(|m| m.next_cursor))
+                }
+            };
+            for m in &messages {
+                posted.add(m, me);
             }
-            Some(thread) => {
-                let req = SlackApiConversationsRepliesRequest::new(
-                    msg.channel.clone().into(),
-                    thread.clone().into(),
-                )
-                .with_oldest(oldest)
-                .with_limit(200);
-                self.call("conversations.replies", session.conversations_replies(&req))
-                    .await?
-                    .messages
-            }
-        };
-        let mine = |m: &SlackHistoryMessage| {
-            me.is_me(
-                m.sender.user.as_ref().map(|u| u.0.as_str()),
-                m.sender.bot_id.as_ref().map(|b| b.0.as_str()),
-            )
-        };
-        for m in &messages {
-            let key = m
-                .content
-                .metadata
-                .as_ref()
-                .and_then(|md| md.event_payload.as_ref())
-                .and_then(|p| p.get("idempotency_key"));
-            let same_key = msg.idempotency_key.is_some() && key == msg.idempotency_key.as_ref();
-            let same_text =
-                key.is_none() && mine(m) && m.content.text.as_deref() == Some(msg.text.as_str());
-            if same_key || same_text {
-                return Ok(Some(m.origin.ts.to_string()));
+            match next {
+                Some(c) if !c.0.is_empty() => cursor = Some(c),
+                _ => break,
             }
         }
-        Ok(None)
+        Ok(posted)
     }
 
     /// Answers a slash command through its `response_url` (seen only by the

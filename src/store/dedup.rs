@@ -7,22 +7,36 @@ use rusqlite::OptionalExtension;
 
 use super::{sql_ms, Store, StoreError};
 
+/// What claiming an event found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Seen for the first time: nothing has been done for it yet.
+    New,
+    /// Claimed before by this same inbox row: a process that died while
+    /// handling it. Its reply may have gone out already.
+    Again,
+    /// Claimed by another delivery: a redelivery, not to be answered.
+    Taken,
+}
+
 impl Store {
-    /// Claims `event_id` for inbox row `row` (none without an inbox); true
-    /// the first time it is seen, or when `row` is the one that claimed it.
+    /// Claims `event_id` for inbox row `row` (none without an inbox).
     pub(crate) fn claim_event(
         &mut self,
         event_id: &str,
         row: Option<i64>,
         now_ms: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Claim, StoreError> {
         self.run(|c| {
             let n = c.execute(
                 "INSERT INTO dedup(event_id, seen_ms, inbox_id) VALUES(?1, ?2, ?3) ON CONFLICT(event_id) DO NOTHING",
                 rusqlite::params![event_id, sql_ms(now_ms), row],
             )?;
-            if n == 1 || row.is_none() {
-                return Ok(n == 1);
+            if n == 1 {
+                return Ok(Claim::New);
+            }
+            if row.is_none() {
+                return Ok(Claim::Taken);
             }
             let owner: Option<Option<i64>> = c
                 .query_row(
@@ -31,7 +45,11 @@ impl Store {
                     |r| r.get(0),
                 )
                 .optional()?;
-            Ok(owner.flatten() == row)
+            Ok(if owner.flatten() == row {
+                Claim::Again
+            } else {
+                Claim::Taken
+            })
         })
     }
 
@@ -43,29 +61,32 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::Claim;
     use crate::store::tests::temp_store;
 
     #[test]
     fn seen_once_until_pruned() {
         let (_d, mut s) = temp_store();
-        assert!(s.claim_event("Ev1", None, 1000).unwrap());
-        assert!(!s.claim_event("Ev1", None, 2000).unwrap());
+        assert_eq!(s.claim_event("Ev1", None, 1000).unwrap(), Claim::New);
+        assert_eq!(s.claim_event("Ev1", None, 2000).unwrap(), Claim::Taken);
         assert_eq!(s.prune_dedup(1500).unwrap(), 1);
-        assert!(s.claim_event("Ev1", None, 3000).unwrap());
+        assert_eq!(s.claim_event("Ev1", None, 3000).unwrap(), Claim::New);
     }
 
     #[test]
     fn the_row_that_claimed_an_event_may_claim_it_again() {
         let (_d, mut s) = temp_store();
-        assert!(s.claim_event("Ev1", Some(7), 1000).unwrap());
-        assert!(
+        assert_eq!(s.claim_event("Ev1", Some(7), 1000).unwrap(), Claim::New);
+        assert_eq!(
             s.claim_event("Ev1", Some(7), 1500).unwrap(),
+            Claim::Again,
             "recovering row 7"
         );
-        assert!(
-            !s.claim_event("Ev1", Some(8), 2000).unwrap(),
+        assert_eq!(
+            s.claim_event("Ev1", Some(8), 2000).unwrap(),
+            Claim::Taken,
             "a redelivery"
         );
-        assert!(!s.claim_event("Ev1", None, 2000).unwrap());
+        assert_eq!(s.claim_event("Ev1", None, 2000).unwrap(), Claim::Taken);
     }
 }

@@ -178,19 +178,34 @@ impl Inbox {
         })
     }
 
-    /// Up to `limit` envelopes not yet answered, oldest first, from row
-    /// `after` on (exclusive).
-    pub(crate) fn unanswered(
+    /// Up to `limit` envelopes not yet answered with rows `from..=to`,
+    /// oldest first.
+    pub(crate) fn between(
         &mut self,
-        after: i64,
+        from: i64,
+        to: i64,
         limit: usize,
     ) -> Result<Vec<Pending>, StoreError> {
         self.run(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT * FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-            let rows = stmt.query_map(params![after, limit as i64], pending)?;
+            let mut stmt = c.prepare_cached(
+                "SELECT * FROM inbox WHERE id >= ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![from, to, limit as i64], pending)?;
             rows.collect()
         })
+    }
+
+    /// When the oldest envelope with a row up to `through` arrived, if any
+    /// is left: what a restart recovers was received from then on.
+    pub(crate) fn oldest_received(&mut self, through: i64) -> Result<Option<u64>, StoreError> {
+        self.run(|c| {
+            c.query_row(
+                "SELECT MIN(received_ms) FROM inbox WHERE id <= ?1",
+                [through],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+        })
+        .map(|v| v.map(ms))
     }
 
     /// An operator command starts for row `id`: after a crash it is not run again.
@@ -256,7 +271,7 @@ mod tests {
         );
         store.inbox().unwrap().mark_running(ids[1], "disk").unwrap();
         writer.record(&[arrival("e4")], &[ids[0]], 200).unwrap();
-        let left = store.inbox().unwrap().unanswered(0, 10).unwrap();
+        let left = store.inbox().unwrap().between(0, i64::MAX, 10).unwrap();
         assert_eq!(
             left.iter()
                 .map(|p| p.envelope_id.as_str())
@@ -266,9 +281,24 @@ mod tests {
         assert_eq!(left[0].command.as_deref(), Some("disk"));
         assert_eq!(left[0].payload, "{\"event_id\":\"Ev1\"}");
         assert_eq!(
-            store.inbox().unwrap().unanswered(ids[1], 10).unwrap().len(),
+            store
+                .inbox()
+                .unwrap()
+                .between(ids[1] + 1, i64::MAX, 10)
+                .unwrap()
+                .len(),
             2
         );
+        assert_eq!(
+            store.inbox().unwrap().between(ids[1], ids[2], 1).unwrap()[0].envelope_id,
+            "e2"
+        );
+        assert_eq!(
+            store.inbox().unwrap().oldest_received(ids[2]).unwrap(),
+            Some(100),
+            "e1 went, e2 and e3 arrived at 100"
+        );
+        assert_eq!(store.inbox().unwrap().oldest_received(0).unwrap(), None);
         assert_eq!(store.inbox().unwrap().depth().unwrap(), 3);
         assert_eq!(store.inbox().unwrap().last_row().unwrap(), ids[2] + 1);
     }

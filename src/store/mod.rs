@@ -337,17 +337,15 @@ fn prepare_file(state_dir: &Path, path: &Path) -> Result<(), String> {
         let mut p = path.as_os_str().to_os_string();
         p.push(side);
         refuse_link(Path::new(&p))?;
+        narrow(Path::new(&p));
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             Err("it is a symbolic link; refusing to follow it".into())
         }
         Ok(m) if !m.is_file() => Err("it is not a regular file".into()),
-        Ok(m) => {
-            if m.mode() & 0o077 != 0 && may_change(&m) {
-                // Made by an older version, or by hand: private from now on.
-                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-            }
+        Ok(_) => {
+            narrow(path);
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -374,6 +372,23 @@ fn prepare_file(state_dir: &Path, path: &Path) -> Result<(), String> {
             }
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Makes an existing file made by an older version, or by hand, private
+/// (0600), by descriptor: a link swapped in after a check is never followed.
+fn narrow(path: &Path) {
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return;
+    };
+    if let Ok(m) = f.metadata() {
+        if m.is_file() && m.mode() & 0o077 != 0 && may_change(&m) {
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
     }
 }
 

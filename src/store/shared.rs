@@ -81,6 +81,7 @@ mod tests {
             .call(|s| s.claim_event("Ev1", None, 2))
             .await
             .unwrap();
-        assert!(first && !again);
+        use crate::store::dedup::Claim;
+        assert_eq!((first, again), (Claim::New, Claim::Taken));
     }
 }

@@ -13,6 +13,8 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use nix::unistd::{fork, ForkResult};
 
+use crate::exit::ExitCode;
+
 /// What the original parent hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Readiness {
@@ -63,7 +65,7 @@ fn verdict(text: &str) -> Option<Readiness> {
             }
             (Some("FAIL"), Some(code), msg) => {
                 return Some(Readiness::Failed {
-                    code: code.parse().unwrap_or(70),
+                    code: code.parse().unwrap_or(ExitCode::SOFTWARE.0),
                     message: msg.unwrap_or("").to_string(),
                 })
             }

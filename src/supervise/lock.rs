@@ -59,20 +59,31 @@ pub(crate) struct PidLock {
     path: PathBuf,
 }
 
+/// Opens the pidfile: never through a link, and never a FIFO or device that
+/// another user planted under its name (`O_NONBLOCK` keeps a FIFO from
+/// blocking the open; the type check refuses it).
 fn open(path: &Path, create: bool) -> std::io::Result<File> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .read(true)
         .write(create)
         .create(create)
         .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(f)
 }
 
 fn read_pid(file: &mut File) -> Option<u32> {
     let mut s = String::new();
     file.rewind().ok()?;
-    file.read_to_string(&mut s).ok()?;
+    // A pid is short; a huge file is not ours to read through.
+    file.take(32).read_to_string(&mut s).ok()?;
     s.trim().parse().ok()
 }
 

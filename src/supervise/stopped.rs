@@ -66,8 +66,14 @@ impl StopMark {
 
 /// Leaves the mark.
 pub(crate) fn write(state_dir: &Path, mark: &StopMark) -> std::io::Result<()> {
-    std::fs::create_dir_all(state_dir)?;
-    crate::files::write_json(&path_for(state_dir), mark)
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)?;
+    let bytes = serde_json::to_vec(mark).map_err(std::io::Error::other)?;
+    // Like everything in the state directory: for its owner only.
+    crate::files::write_atomic(&path_for(state_dir), &bytes, 0o600)
 }
 
 /// The mark in `state_dir`, if there is one (whether it still holds or not).

@@ -331,7 +331,7 @@ impl Supervisor {
                 if libc::dup2(theirs_fd, WORKER_NOTIFY_FD) < 0
                     || libc::fcntl(WORKER_NOTIFY_FD, libc::F_SETFD, 0) < 0
                 {
-                    libc::_exit(71);
+                    libc::_exit(ExitCode::OSERR.code());
                 }
                 Ok(())
             });

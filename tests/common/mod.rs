@@ -382,21 +382,68 @@ impl Drop for WithSyslog {
     }
 }
 
+/// The event a post answers, by the idempotency key the bot derives from it.
+pub fn answered_event(p: &fake_slack::Post) -> Option<&str> {
+    p.metadata
+        .as_ref()
+        .and_then(|m| m.pointer("/event_payload/idempotency_key"))
+        .and_then(|k| k.as_str())
+        .and_then(|k| k.strip_prefix("sbd-r-"))
+}
+
 /// How many replies each event got, by the idempotency key the bot derives
 /// from the event (usable inside `wait_for`, which holds the fake's lock).
 pub fn replies_in(snap: &fake_slack::Snapshot) -> std::collections::HashMap<String, usize> {
     let mut n = std::collections::HashMap::new();
     for p in &snap.posts {
-        let key = p
-            .metadata
-            .as_ref()
-            .and_then(|m| m.pointer("/event_payload/idempotency_key"))
-            .and_then(|k| k.as_str())
-            .and_then(|k| k.strip_prefix("sbd-r-"))
-            .map(str::to_string);
-        if let Some(k) = key {
-            *n.entry(k).or_insert(0) += 1;
+        if let Some(k) = answered_event(p) {
+            *n.entry(k.to_string()).or_insert(0) += 1;
         }
     }
     n
+}
+
+/// Waits until every event in `ids` has a reply. It looks only at the posts
+/// that are new since its last look: the check runs under the fake's lock
+/// after every change, and must stay cheap while thousands of posts pile up.
+/// Returns the events still unanswered at the timeout.
+pub fn wait_answered(
+    fake: &FakeSlack,
+    ids: &[String],
+    timeout: Duration,
+) -> Result<(), Vec<String>> {
+    let mut missing: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    let mut looked = 0;
+    let done = fake.wait_for(timeout, |snap| {
+        for p in &snap.posts[looked..] {
+            if let Some(k) = answered_event(p) {
+                missing.remove(k);
+            }
+        }
+        looked = snap.posts.len();
+        missing.is_empty().then_some(())
+    });
+    match done {
+        Some(()) => Ok(()),
+        None => Err(ids
+            .iter()
+            .filter(|i| missing.contains(*i))
+            .cloned()
+            .collect()),
+    }
+}
+
+/// Waits until at least `n` posts contain `text`, looking only at new posts
+/// each time (see [`wait_answered`]).
+pub fn wait_posts_with(fake: &FakeSlack, text: &str, n: usize, timeout: Duration) -> bool {
+    let (mut looked, mut found) = (0, 0);
+    fake.wait_for(timeout, |snap| {
+        found += snap.posts[looked..]
+            .iter()
+            .filter(|p| p.text.contains(text))
+            .count();
+        looked = snap.posts.len();
+        (found >= n).then_some(())
+    })
+    .is_some()
 }

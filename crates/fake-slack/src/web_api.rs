@@ -246,8 +246,16 @@ fn history(shared: &Shared, params: &Params, thread: Option<String>) -> Reply {
             .min(HISTORY_MAX_LIMIT),
     };
     let with_metadata = params.bool("include_all_metadata");
-    let mut posts: Vec<(u128, Post)> = shared.read(|inner| {
-        inner
+    // Slack's cursors are opaque; this one is the offset of the next page.
+    let skip = params
+        .str("cursor")
+        .and_then(|c| {
+            c.strip_prefix("next:")
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .unwrap_or(0);
+    let (page, has_more): (Vec<Post>, bool) = shared.read(|inner| {
+        let mut matching: Vec<(u128, &Post)> = inner
             .snap
             .posts
             .iter()
@@ -257,7 +265,7 @@ fn history(shared: &Shared, params: &Params, thread: Option<String>) -> Reply {
                 (None, Some(t)) => *t == p.ts,
                 (Some(want), t) => *want == p.ts || t.as_deref() == Some(want.as_str()),
             })
-            .filter_map(|p| Some((ids::parse_ts(&p.ts)?, p.clone())))
+            .filter_map(|p| Some((ids::parse_ts(&p.ts)?, p)))
             .filter(|(ts, _)| match oldest {
                 Some(o) if inclusive => *ts >= o,
                 Some(o) => *ts > o,
@@ -268,14 +276,21 @@ fn history(shared: &Shared, params: &Params, thread: Option<String>) -> Reply {
                 Some(l) => *ts < l,
                 None => true,
             })
-            .collect()
+            .collect();
+        // Newest first, as Slack pages them.
+        matching.sort_by_key(|p| std::cmp::Reverse(p.0));
+        let has_more = matching.len() > skip + limit;
+        let page = matching
+            .into_iter()
+            .skip(skip)
+            .take(limit)
+            .map(|(_, p)| p.clone())
+            .collect();
+        (page, has_more)
     });
-    posts.sort_by_key(|p| std::cmp::Reverse(p.0));
-    let has_more = posts.len() > limit;
-    let messages: Vec<Value> = posts
+    let messages: Vec<Value> = page
         .into_iter()
-        .take(limit)
-        .map(|(_, p)| {
+        .map(|p| {
             let mut m = json!({
                 "type": "message",
                 "user": BOT_USER_ID,
@@ -296,7 +311,17 @@ fn history(shared: &Shared, params: &Params, thread: Option<String>) -> Reply {
             m
         })
         .collect();
-    Reply::ok(json!({ "ok": true, "messages": messages, "has_more": has_more }))
+    let next = if has_more {
+        format!("next:{}", skip + limit)
+    } else {
+        String::new()
+    };
+    Reply::ok(json!({
+        "ok": true,
+        "messages": messages,
+        "has_more": has_more,
+        "response_metadata": { "next_cursor": next },
+    }))
 }
 
 /// Ephemeral response URL answers are only shown to one user, never in history.

@@ -334,6 +334,46 @@ async fn post_message_validates_and_records() {
     .await
     .json();
     assert_eq!(other["messages"], json!([]));
+
+    // Pages: newest first, `next_cursor` until the last page, then empty.
+    for n in 0..5 {
+        let r = api(
+            &slack,
+            "chat.postMessage",
+            token,
+            json!({ "channel": "C3", "text": format!("m{n}") }),
+        )
+        .await
+        .json();
+        assert_eq!(r["ok"], true);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    for page in 0.. {
+        let mut args = json!({ "channel": "C3", "limit": 2 });
+        if !cursor.is_empty() {
+            args["cursor"] = json!(cursor);
+        }
+        let h = api(&slack, "conversations.history", token, args)
+            .await
+            .json();
+        seen.extend(
+            h["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["text"].as_str().unwrap().to_string()),
+        );
+        cursor = h["response_metadata"]["next_cursor"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(h["has_more"], !cursor.is_empty(), "page {page}");
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, ["m4", "m3", "m2", "m1", "m0"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

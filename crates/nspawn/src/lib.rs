@@ -58,7 +58,16 @@ impl Container {
                 "--bind-ro={}:/opt/slackbotd/slackbotd",
                 bin.display()
             ))
-            .args(["-b", "--", "systemd.firstboot=off"])
+            // D-Bus and logind cannot start in a fresh /etc without their
+            // users, and a start job waiting for them never lets boot finish.
+            .args([
+                "-b",
+                "--",
+                "systemd.firstboot=off",
+                "systemd.mask=dbus.service",
+                "systemd.mask=dbus.socket",
+                "systemd.mask=systemd-logind.service",
+            ])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(log).unwrap())
             .stderr(Stdio::from(
