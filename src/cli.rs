@@ -18,10 +18,13 @@ pub(crate) const DEFAULT_CONFIG: &str = "/etc/slackbotd/slackbotd.toml";
         Under systemd: `slackbotd run`. Without systemd: `slackbotd daemon`. \
         Validate a setup with `slackbotd check`; try the bot without Slack with \
         `slackbotd console`.",
-    after_help = "Exit codes follow sysexits(3): 0 ok, 64 usage, 69 unavailable, \
-        75 temporary failure (e.g. already running), 78 configuration or credentials. \
-        `status` uses LSB codes: 0 running and healthy, 1 dead with a stale pidfile, \
-        3 not running, 4 unknown, 150 running but unhealthy."
+    after_help = "Exit codes follow sysexits(3): 0 ok, 64 usage, 65 bad data (a corrupt \
+        state file), 66 an input file missing, 69 unavailable (Slack, systemd), 70 internal \
+        error, 71 system error, 73 cannot create a file, 74 I/O error (a full disk), \
+        75 temporary failure (e.g. already running), 77 permission denied, \
+        78 configuration or credentials. `status` uses LSB codes: 0 running and healthy, \
+        1 dead with a stale pidfile, 3 not running, 4 unknown, 150 running but unhealthy.\n\
+        More in slackbotd(1)."
 )]
 pub(crate) struct Cli {
     /// Configuration file [default: $SLACKBOTD_CONFIG, else /etc/slackbotd/slackbotd.toml]
@@ -99,6 +102,24 @@ pub(crate) enum Command {
         #[arg(long)]
         no_systemd: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the Slack app manifest: paste it under Create New App → From a manifest
+    Manifest {
+        /// The bot's name: what people @mention, and its slash command
+        #[arg(long, value_name = "NAME", default_value = "slackbotd")]
+        name: String,
+    },
+    /// Print a file the package and `install` are built from
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generated,
+    },
     /// The supervised bot process (started by `daemon`)
     #[command(hide = true)]
     Worker {
@@ -109,6 +130,33 @@ pub(crate) enum Command {
     /// Records how the bot exited (systemd's ExecStopPost=)
     #[command(hide = true)]
     Exited,
+}
+
+/// The files `slackbotd generate` prints.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Generated {
+    /// The man page slackbotd(1), in roff
+    Man,
+    /// The example configuration (etc/slackbotd.example.toml)
+    ExampleConfig,
+    /// The systemd unit, running BIN
+    Unit {
+        /// The binary's path
+        #[arg(long, value_name = "BIN", default_value = "/usr/bin/slackbotd")]
+        bin: PathBuf,
+    },
+    /// The cron line, running BIN
+    Cron {
+        /// The binary's path
+        #[arg(long, value_name = "BIN", default_value = "/usr/bin/slackbotd")]
+        bin: PathBuf,
+    },
+}
+
+/// The clap definition of the whole command line, for the man page and
+/// the completions.
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// Where the configuration comes from, and whether the user named it.

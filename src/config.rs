@@ -23,6 +23,9 @@ pub(crate) const BUILTIN_COMMANDS: &[&str] = &["help", "ping", "status"];
 /// A configuration problem, always naming its file.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
+    /// There is no such file.
+    #[error("there is no configuration file {path}: run `slackbotd install` to write one, or pass --config")]
+    Missing { path: PathBuf },
     /// The file could not be read at all.
     #[error("cannot read configuration file {path}: {source}")]
     Read {
@@ -381,9 +384,17 @@ impl Config {
     /// Reads, parses and validates a configuration file. Relative paths in
     /// it are taken relative to the file's own directory.
     pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::Missing {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
         })?;
         let mut config = Config::parse(path, &text)?;
         let base = std::path::absolute(path)

@@ -5,14 +5,15 @@
 //! it (`tests/architecture.rs` reads this list and fails on an import that
 //! goes up):
 //!
-//! layers: exit clock host backoff text files memory | syslog systemd systemctl | config secrets logging | health metrics store supervise | slack settings | bot | wake monitor exporter service | cli modes
+//! layers: exit clock host backoff text files memory | syslog systemd systemctl | config confdoc secrets logging | health metrics store supervise | slack settings | bot | wake monitor exporter service | cli modes
 //!
 //! - **Foundations** (`exit` … `memory`): exit codes, time, this host's name,
 //!   retry timing, text cutting, safe file writes, giving memory back. They
 //!   know nothing of Slack.
 //! - **Operating-system edges** (`syslog`, `systemd`, `systemctl`): each
 //!   speaks one protocol, in one file.
-//! - **What the administrator wrote** (`config`, `secrets`) and where log
+//! - **What the administrator wrote** (`config`, its documentation `confdoc`,
+//!   `secrets`) and where log
 //!   lines go (`logging`).
 //! - **Process mechanisms** (`health`, `store`, `supervise`): the shared
 //!   health record, the SQLite state, the lock, heartbeat and supervisor.
@@ -36,6 +37,7 @@ pub(crate) mod backoff;
 pub(crate) mod bot;
 pub(crate) mod cli;
 pub(crate) mod clock;
+pub(crate) mod confdoc;
 pub(crate) mod config;
 pub(crate) mod exit;
 pub(crate) mod exporter;

@@ -72,19 +72,14 @@ impl Monitor {
 
     fn status_line(&self, s: &HealthSnapshot) -> String {
         let want = self.settings.borrow().config.slack.connections;
-        let plural = |n: usize, one: &str, many: &str| {
-            if n == 1 {
-                format!("{n} {one}")
-            } else {
-                format!("{n} {many}")
-            }
-        };
+        let plural = |n: usize, one: &str, many: &str| crate::text::count(n as u64, one, many);
         if !s.ever_connected {
             "Connecting to Slack…".to_string()
         } else if s.healthy() {
             format!(
-                "Connected to Slack: {} of {want} connections healthy; {} received",
+                "Connected to Slack: {} of {} healthy; {} received",
                 s.fresh,
+                plural(usize::from(want), "connection", "connections"),
                 plural(s.events as usize, "event", "events")
             )
         } else if s.connections == 0 {

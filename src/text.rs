@@ -14,6 +14,15 @@ fn cut_point(text: &str, max: usize) -> Option<usize> {
 }
 
 /// At most `max` characters of `text`, and whether anything was cut.
+/// `n` and the noun, in the singular or the plural ("1 connection", "2 connections").
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 pub(crate) fn cut(text: &str, max: usize) -> (String, bool) {
     match cut_point(text, max) {
         None => (text.to_string(), false),

@@ -22,9 +22,14 @@ fn console(config: Option<&std::path::Path>, input: &str) -> (Option<i32>, Strin
 
 #[test]
 fn builtins_answer_without_slack_or_config() {
-    let (code, out) = console(None, "ping\nstatus\nhelp\nwhat\n");
+    let (code, out) = console(None, "ping\nstatus\nhelp\nwhat\n@slackbotd ping\n");
     assert_eq!(code, Some(0));
     assert!(out.contains("pong"), "{out}");
+    assert_eq!(
+        out.matches("pong :").count(),
+        2,
+        "a leading @mention is read as Slack reads it: {out}"
+    );
     assert!(out.contains("mode console"), "{out}");
     assert!(out.contains("`help`"), "{out}");
     assert!(out.contains("I don't know `what`"), "{out}");

@@ -58,7 +58,8 @@ pub(crate) fn console(src: &ConfigSource) -> Result<(), Failure> {
                 ))
             }
         };
-        let text = line.trim();
+        // People type what they would type in Slack: "@slackbotd ping".
+        let text = strip_mention(line.trim());
         if text.is_empty() {
             continue;
         }
@@ -84,4 +85,30 @@ pub(crate) fn console(src: &ConfigSource) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// The line without a leading `@name` (or `<@U…>`), as a mention in Slack
+/// would be read.
+fn strip_mention(line: &str) -> &str {
+    let Some(rest) = line.strip_prefix('@').or_else(|| line.strip_prefix("<@")) else {
+        return line;
+    };
+    match rest.split_once(char::is_whitespace) {
+        Some((name, words)) if !name.is_empty() => words.trim_start(),
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_mention;
+
+    #[test]
+    fn a_leading_mention_is_read_as_slack_reads_it() {
+        assert_eq!(strip_mention("@slackbotd ping"), "ping");
+        assert_eq!(strip_mention("<@UBOT> disk /var"), "disk /var");
+        assert_eq!(strip_mention("ping"), "ping");
+        assert_eq!(strip_mention("@slackbotd"), "");
+        assert_eq!(strip_mention("mail a@b"), "mail a@b");
+    }
 }

@@ -17,6 +17,16 @@ pub(crate) const CRON: &str = include_str!("../../etc/slackbotd.cron");
 /// The configuration skeleton (`etc/slackbotd.example.toml`).
 pub(crate) const SKELETON: &str = include_str!("../../etc/slackbotd.example.toml");
 
+/// The unit, running `bin` with the configuration `config`.
+pub(crate) fn render_unit(bin: &Path, config: &Path) -> String {
+    render(UNIT, bin, config)
+}
+
+/// The cron line, running `bin` with the configuration `config`.
+pub(crate) fn render_cron(bin: &Path, config: &Path) -> String {
+    render(CRON, bin, config)
+}
+
 /// Where `install` writes.
 #[derive(Debug, Clone)]
 pub(crate) struct Targets {
@@ -96,8 +106,39 @@ fn put(path: &Path, content: &str, mode: u32, how: Write, dry: bool) -> Result<(
     std::fs::rename(&tmp, path).map_err(fail)
 }
 
+/// The default directory for the unit: writing there only makes sense
+/// where systemd runs.
+pub(crate) const DEFAULT_UNIT_DIR: &str = "/etc/systemd/system";
+
+/// Why a unit for these targets could never work, if it could not.
+fn refusal(t: &Targets, systemd_runs: bool) -> Option<String> {
+    let unit_dir = t.unit_dir.as_ref()?;
+    if unit_dir == Path::new(DEFAULT_UNIT_DIR) && !systemd_runs {
+        return Some(
+            "this machine was not booted with systemd (there is no /run/systemd/system), so a unit \
+             would never run: use `slackbotd install --no-systemd` (cron and `slackbotd daemon` \
+             keep the bot alive), or --unit-dir to write the unit for another machine"
+                .into(),
+        );
+    }
+    let bin = std::fs::canonicalize(&t.bin).unwrap_or_else(|_| t.bin.clone());
+    let hidden = ["/tmp", "/var/tmp", "/home", "/root", "/run/user"]
+        .iter()
+        .find(|d| bin.starts_with(d))?;
+    Some(format!(
+        "the unit could not run {}: ProtectHome= and PrivateTmp= hide {hidden} from it; install the \
+         binary first (install -m 0755 {} /usr/local/bin/slackbotd, as scripts/install.sh does) and \
+         pass --bin /usr/local/bin/slackbotd",
+        bin.display(),
+        t.bin.display()
+    ))
+}
+
 /// Installs, or previews with `dry_run`.
 pub(crate) fn install(src: &ConfigSource, t: &Targets) -> Result<(), Failure> {
+    if let Some(why) = refusal(t, crate::modes::check::setup::systemd_runs()) {
+        return Err(Failure::new(ExitCode::USAGE, why));
+    }
     let config = std::path::absolute(&src.path).unwrap_or_else(|_| src.path.clone());
     let dir = config
         .parent()
@@ -126,6 +167,15 @@ pub(crate) fn install(src: &ConfigSource, t: &Targets) -> Result<(), Failure> {
         Write::Replace,
         t.dry_run,
     )?;
+    // An existing configuration may already name what cannot work.
+    if let Ok(c) = crate::config::Config::load(&config) {
+        for f in crate::modes::check::setup::findings(&c) {
+            match f.level {
+                crate::modes::check::needs::Level::Ok => {}
+                _ => println!("warning: {}", f.text),
+            }
+        }
+    }
     let dir = dir.display();
     println!(
         "\nNext steps:\n  \
@@ -176,6 +226,36 @@ mod tests {
             cron.contains("root /opt/s/slackbotd --config /srv/bot/bot.toml ensure"),
             "{cron}"
         );
+    }
+
+    #[test]
+    fn a_unit_that_could_never_run_is_refused() {
+        let t = |bin: &str, dir: Option<&str>| Targets {
+            bin: PathBuf::from(bin),
+            unit_dir: dir.map(PathBuf::from),
+            cron_dir: PathBuf::from("/etc/cron.d"),
+            dry_run: true,
+        };
+        let unit = Some(DEFAULT_UNIT_DIR);
+        assert!(refusal(&t("/usr/local/bin/slackbotd", unit), true).is_none());
+        for hidden in [
+            "/tmp/x/slackbotd",
+            "/home/ann/slackbotd",
+            "/root/slackbotd/target/release/slackbotd",
+        ] {
+            let why = refusal(&t(hidden, unit), true).expect(hidden);
+            assert!(
+                why.contains("ProtectHome") && why.contains("--bin"),
+                "{why}"
+            );
+        }
+        assert!(
+            refusal(&t("/tmp/slackbotd", None), true).is_none(),
+            "no unit, nothing hidden from it"
+        );
+        let why = refusal(&t("/usr/bin/slackbotd", unit), false).unwrap();
+        assert!(why.contains("--no-systemd"), "{why}");
+        assert!(refusal(&t("/usr/bin/slackbotd", Some("/srv/units")), false).is_none());
     }
 
     #[test]

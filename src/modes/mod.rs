@@ -6,7 +6,9 @@ pub(crate) mod console;
 pub(crate) mod daemon;
 pub(crate) mod ensure;
 pub(crate) mod exited;
+pub(crate) mod generate;
 pub(crate) mod install;
+pub(crate) mod manifest;
 pub(crate) mod notify;
 pub(crate) mod reload;
 pub(crate) mod run;
@@ -109,6 +111,9 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
         }
         Command::Status { json } => return status::status(&source, json),
         Command::Check => check::check(&source),
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Manifest { name } => manifest::manifest(&name),
+        Command::Generate { what } => generate::generate(&what),
         Command::Console => console::console(&source),
     };
     match result {

@@ -38,5 +38,7 @@ pub(crate) fn worker(src: &ConfigSource, foreground: bool) -> Result<(), Failure
         notifier: Notifier::from_env(),
         pidfile: d.pidfile.clone(),
     };
-    crate::service::serve_blocking(settings, opts, "worker stopped").map_err(Failure::from)
+    // The error is logged once, here; the supervisor reads the exit code.
+    crate::service::serve_blocking(settings, opts, "worker stopped")
+        .map_err(|e| Failure::new(crate::exit::HasExitCode::exit_code(&e), ""))
 }

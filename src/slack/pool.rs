@@ -213,12 +213,12 @@ async fn open_retrying<S: PoolSettings>(
                     conn = id,
                     slot = idx,
                     host = hello.host.as_deref().unwrap_or("?"),
-                    "Socket Mode connection open in {} ms (Slack counts {} connections)",
+                    "Socket Mode connection open in {} ms (Slack counts {})",
                     started.elapsed().as_millis(),
                     hello
                         .num_connections
-                        .map(|n| n.to_string())
-                        .unwrap_or_else(|| "?".into())
+                        .map(|n| crate::text::count(n, "connection", "connections"))
+                        .unwrap_or_else(|| "? connections".into())
                 );
                 return Ok(Some(socket::spawn(
                     id,

@@ -39,7 +39,7 @@ pub(crate) enum WebError {
     #[error("{method}: HTTP status {status}")]
     Http { method: &'static str, status: u16 },
     /// The request did not complete: DNS, TCP, TLS, or the deadline.
-    #[error("{method}: cannot reach Slack at {url}: {detail}")]
+    #[error("{method}: cannot connect to {url} ({detail})")]
     Unreachable {
         method: &'static str,
         url: String,
@@ -223,6 +223,19 @@ impl Posted {
     }
 }
 
+/// A channel as `conversations.info` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChannelFacts {
+    /// Its name, without `#`.
+    pub(crate) name: String,
+    /// A private channel.
+    pub(crate) is_private: bool,
+    /// Whether the bot is in it.
+    pub(crate) is_member: bool,
+    /// Archived: nobody can post.
+    pub(crate) is_archived: bool,
+}
+
 /// The Slack Web API for one pair of tokens.
 #[derive(Clone)]
 pub(crate) struct SlackWeb {
@@ -320,7 +333,7 @@ impl SlackWeb {
             other => WebError::Unreachable {
                 method,
                 url: self.api_url.clone(),
-                detail: error_chain(&other),
+                detail: transport_detail(&other),
             },
         }
     }
@@ -444,6 +457,84 @@ impl SlackWeb {
         Ok(posted)
     }
 
+    /// The scopes Slack granted the bot token, as the `x-oauth-scopes`
+    /// header of `auth.test` lists them (slack-morphism hides headers, so
+    /// this one call is made by hand); `None` when Slack sent no header.
+    pub(crate) async fn granted_scopes(&self) -> Result<Option<Vec<String>>, WebError> {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::Bytes;
+        const METHOD: &str = "auth.test";
+        let unreachable = |detail: String| WebError::Unreachable {
+            method: METHOD,
+            url: self.api_url.clone(),
+            detail,
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*super::tls::for_url(&self.api_url)).clone())
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
+        let req = hyper::Request::post(format!("{}/{METHOD}", self.api_url))
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.bot.token_value.0),
+            )
+            .header(
+                hyper::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let resp = match tokio::time::timeout(self.timeout, client.request(req)).await {
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {}",
+                    crate::clock::short(self.timeout)
+                )))
+            }
+            Ok(Err(e)) => return Err(unreachable(plain_cause(&e))),
+            Ok(Ok(r)) => r,
+        };
+        let scopes = resp
+            .headers()
+            .get("x-oauth-scopes")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            });
+        if !resp.status().is_success() {
+            return Err(WebError::Http {
+                method: METHOD,
+                status: resp.status().as_u16(),
+            });
+        }
+        let _ = resp.into_body().collect().await;
+        Ok(scopes)
+    }
+
+    /// What `conversations.info` says of a channel.
+    pub(crate) async fn channel_info(&self, channel: &str) -> Result<ChannelFacts, WebError> {
+        let session = self.client.open_session(&self.bot);
+        let req = SlackApiConversationsInfoRequest::new(channel.to_string().into());
+        let info = self
+            .call("conversations.info", session.conversations_info(&req))
+            .await?
+            .channel;
+        let f = &info.flags;
+        Ok(ChannelFacts {
+            name: info.name.clone().unwrap_or_else(|| channel.to_string()),
+            is_private: f.is_private.unwrap_or(false) || f.is_group.unwrap_or(false),
+            is_member: f.is_member.unwrap_or(false),
+            is_archived: f.is_archived.unwrap_or(false),
+        })
+    }
+
     /// Answers a slash command through its `response_url` (seen only by the
     /// person who typed the command, as Slack does by default).
     pub(crate) async fn respond(
@@ -474,6 +565,60 @@ impl SlackWeb {
 }
 
 /// An error and its causes on one line.
+/// Why a request never got an answer, in words (slack-morphism prints its
+/// transport errors with `{:?}`, which is no message for a person).
+fn transport_detail(e: &SlackClientError) -> String {
+    match e {
+        SlackClientError::HttpProtocolError(p) => match &p.cause {
+            Some(c) => plain_cause(c.as_ref()),
+            None => "the HTTP exchange failed".into(),
+        },
+        SlackClientError::SystemError(s) => match &s.cause {
+            Some(c) => plain_cause(c.as_ref()),
+            None => s.message.clone().unwrap_or_else(|| "a system error".into()),
+        },
+        SlackClientError::EndOfStream(_) => "the connection closed before the answer".into(),
+        other => error_chain(other),
+    }
+}
+
+/// The cause of a failed connection in a few words: the operating system's
+/// reason when there is one ("connection refused"), a failed name look-up,
+/// or else the innermost error's message.
+pub(crate) fn plain_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut innermost = e.to_string();
+    let mut dns = false;
+    while let Some(c) = cur {
+        let text = c.to_string();
+        dns |= text.contains("dns error") || text.contains("failed to lookup address");
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            let said = match io.kind() {
+                K::ConnectionRefused => Some("connection refused"),
+                K::ConnectionReset => Some("connection reset"),
+                K::ConnectionAborted => Some("connection aborted"),
+                K::TimedOut => Some("connection timed out"),
+                K::HostUnreachable => Some("host unreachable"),
+                K::NetworkUnreachable => Some("network unreachable"),
+                K::AddrNotAvailable => Some("address not available"),
+                _ => None,
+            };
+            if let Some(s) = said {
+                return s.to_string();
+            }
+        }
+        if !text.is_empty() {
+            innermost = text;
+        }
+        cur = c.source();
+    }
+    if dns {
+        return format!("cannot resolve the host name: {innermost}");
+    }
+    innermost
+}
+
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

@@ -3,7 +3,7 @@
 
 #![allow(unused_imports)]
 
-pub use nspawn::{missing_prerequisites, Container};
+pub use nspawn::{missing_prerequisites, Boot, Container};
 
 /// Skips loudly on a developer's machine; fails under CI=true.
 pub fn require() -> bool {

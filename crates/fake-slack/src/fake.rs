@@ -15,6 +15,7 @@ use crate::ids;
 use crate::options::Options;
 use crate::snapshot::{Conn, Delivery, Post, Snapshot};
 use crate::state::{Outbound, Shared};
+use crate::workspace::Channel;
 use crate::{http, socket, DEFAULT_CHANNEL, DEFAULT_USER};
 
 /// A running fake Slack. All methods are synchronous; dropping it closes the
@@ -300,6 +301,31 @@ impl FakeSlack {
     /// Returns false for an unknown event id.
     pub fn resend(&self, event_id: &str) -> bool {
         self.shared.resend(event_id)
+    }
+
+    /// The scopes granted to the bot token (default: every scope slackbotd's
+    /// manifest asks for, [`DEFAULT_SCOPES`](crate::workspace::DEFAULT_SCOPES)).
+    pub fn set_scopes(&self, scopes: &[&str]) {
+        self.shared.update(|inner| {
+            inner.workspace.scopes = scopes.iter().map(|s| s.to_string()).collect();
+        });
+    }
+
+    /// Makes a channel known to `conversations.info` (and posts to it follow
+    /// its membership: `not_in_channel` unless the bot is a member, or it
+    /// is public and the bot has `chat:write.public`).
+    pub fn add_channel(&self, id: &str, name: &str, is_private: bool, is_member: bool) {
+        self.shared.update(|inner| {
+            inner.workspace.channels.insert(
+                id.to_string(),
+                Channel {
+                    id: id.to_string(),
+                    name: name.to_string(),
+                    is_private,
+                    is_member,
+                },
+            );
+        });
     }
 
     /// Disarms every fault set with the methods above.

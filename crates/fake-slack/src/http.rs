@@ -30,6 +30,8 @@ pub(crate) struct Reply {
     pub(crate) body: Value,
     /// Seconds for a `Retry-After` header.
     pub(crate) retry_after: Option<u64>,
+    /// The bot token's scopes, for an `x-oauth-scopes` header.
+    pub(crate) scopes: Option<String>,
 }
 
 impl Reply {
@@ -39,6 +41,7 @@ impl Reply {
             status: 200,
             body,
             retry_after: None,
+            scopes: None,
         }
     }
 
@@ -48,6 +51,7 @@ impl Reply {
             status,
             body: json!({ "ok": false, "error": code }),
             retry_after: None,
+            scopes: None,
         }
     }
 
@@ -129,6 +133,13 @@ fn into_response(reply: Reply) -> Response<Full<Bytes>> {
         CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
+    if let Some(v) = reply
+        .scopes
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        response.headers_mut().insert("x-oauth-scopes", v);
+    }
     if let Some(secs) = reply.retry_after {
         response
             .headers_mut()

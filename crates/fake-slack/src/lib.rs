@@ -29,7 +29,8 @@
 //! - `links`: the registry of connections and the faults aimed at them;
 //! - `socket` and `connection`: the WebSocket listener and one socket's task;
 //! - `http`, `params`, `web_api`, `response_url`, `control`: the HTTP side;
-//! - `ids`: ids, tickets and message timestamps.
+//! - `ids`: ids, tickets and message timestamps;
+//! - [`workspace`]: the bot token's scopes and the channels it can see.
 
 mod connection;
 mod control;
@@ -48,6 +49,7 @@ pub mod snapshot;
 mod socket;
 mod state;
 mod web_api;
+pub mod workspace;
 
 pub use fake::FakeSlack;
 pub use options::Options;

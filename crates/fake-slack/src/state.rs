@@ -91,6 +91,7 @@ pub(crate) struct Inner {
     pub(crate) idempotency_keys: HashSet<String>,
     pub(crate) clock: TsClock,
     pub(crate) round_robin: usize,
+    pub(crate) workspace: crate::workspace::Workspace,
 }
 
 impl Inner {

@@ -26,9 +26,11 @@ enum Need {
 fn need(method: &str) -> Option<Need> {
     match method {
         "api.test" => Some(Need::Nothing),
-        "auth.test" | "chat.postMessage" | "conversations.history" | "conversations.replies" => {
-            Some(Need::Bot)
-        }
+        "auth.test"
+        | "chat.postMessage"
+        | "conversations.history"
+        | "conversations.replies"
+        | "conversations.info" => Some(Need::Bot),
         "apps.connections.open" => Some(Need::App),
         _ => None,
     }
@@ -111,7 +113,32 @@ fn answer(
     if let Some(e) = shared.update(|inner| inner.faults.take_failure(method)) {
         return Reply::error(200, &e);
     }
+    // Answers to a bot token carry its scopes; a method without its scope is refused.
+    let scopes = shared.read(|inner| inner.workspace.scope_header());
+    let channel = params.str("channel");
+    let missing = shared.read(|inner| {
+        inner
+            .workspace
+            .missing_scope(method, channel.as_deref())
+            .map(str::to_string)
+    });
+    let mut reply = match missing {
+        Some(_) => Reply::error(200, "missing_scope"),
+        None => bot_method(shared, method, &params),
+    };
+    if let Some(needed) = missing {
+        reply.body["needed"] = json!(needed);
+        reply.body["provided"] = json!(scopes);
+    }
+    reply.scopes = Some(scopes);
+    reply
+}
+
+/// The methods that take the bot token, once its scope is checked.
+fn bot_method(shared: &Arc<Shared>, method: &str, params: &Params) -> Reply {
+    let params = params.clone();
     match method {
+        "conversations.info" => conversations_info(shared, &params),
         "auth.test" => auth_test(),
         "apps.connections.open" => connections_open(shared),
         "chat.postMessage" => post_message(shared, &params),
@@ -121,6 +148,41 @@ fn answer(
             None => Reply::error(200, "thread_not_found"),
         },
         _ => Reply::error(200, "unknown_method"),
+    }
+}
+
+/// `conversations.info`: a channel the fake was told about; one it was not
+/// told about is a public channel the bot is in (as posts there behave),
+/// unless a channel error is armed for it (`channel_not_found`, …).
+fn conversations_info(shared: &Shared, params: &Params) -> Reply {
+    let Some(id) = non_empty(params.str("channel")) else {
+        return Reply::error(200, "channel_not_found");
+    };
+    if let Some(e) = shared.read(|inner| inner.faults.channel_error(&id).map(str::to_string)) {
+        return Reply::error(200, &e);
+    }
+    let known = shared.read(|inner| inner.workspace.channels.get(&id).cloned());
+    let c = known.unwrap_or_else(|| crate::workspace::Channel {
+        id: id.clone(),
+        name: id.to_lowercase(),
+        is_private: id.starts_with('G'),
+        is_member: true,
+    });
+    {
+        Reply::ok(json!({
+            "ok": true,
+            "channel": {
+                "id": c.id,
+                "name": c.name,
+                "is_channel": !c.is_private,
+                "is_group": c.is_private,
+                "is_im": false,
+                "is_private": c.is_private,
+                "is_archived": false,
+                "is_member": c.is_member,
+                "created": 1_700_000_000,
+            }
+        }))
     }
 }
 
@@ -159,6 +221,9 @@ fn post_message(shared: &Shared, params: &Params) -> Reply {
     };
     if let Some(e) = shared.read(|inner| inner.faults.channel_error(&channel).map(str::to_string)) {
         return Reply::error(200, &e);
+    }
+    if let Some(e) = shared.read(|inner| inner.workspace.post_refusal(&channel)) {
+        return Reply::error(200, e);
     }
     let text = non_empty(params.str("text"));
     let blocks = params

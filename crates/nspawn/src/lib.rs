@@ -31,6 +31,18 @@ pub fn missing_prerequisites() -> Option<String> {
     None
 }
 
+/// How a container is booted.
+#[derive(Debug, Clone, Default)]
+pub struct Boot {
+    /// Bound read-only at `/opt/slackbotd/slackbotd`.
+    pub bin: Option<std::path::PathBuf>,
+    /// `/usr` and `/var` writable (an overlay over the host's, thrown away
+    /// with the container), so a package can be installed inside.
+    pub writable_os: bool,
+    /// More read-only binds: host path, path inside.
+    pub binds: Vec<(std::path::PathBuf, String)>,
+}
+
 /// A booted container.
 pub struct Container {
     nspawn: Child,
@@ -42,22 +54,44 @@ pub struct Container {
 impl Container {
     /// Boots a container named `name` with `bin` at /opt/slackbotd/slackbotd.
     pub fn boot(name: &str, bin: &Path, log: &Path) -> Container {
-        let nspawn = Command::new("systemd-nspawn")
-            .args([
-                "--volatile=yes",
-                "-D",
-                "/",
-                "--register=no",
-                "--keep-unit",
-                "-M",
-                name,
-            ])
-            .arg("--bind-ro=/etc/pam.d:/etc/pam.d")
-            .arg("--bind-ro=/etc/security:/etc/security")
-            .arg(format!(
+        Container::boot_with(
+            name,
+            &Boot {
+                bin: Some(bin.to_path_buf()),
+                ..Boot::default()
+            },
+            log,
+        )
+    }
+
+    /// Boots a container named `name` as `how` says.
+    pub fn boot_with(name: &str, how: &Boot, log: &Path) -> Container {
+        let mut cmd = Command::new("systemd-nspawn");
+        cmd.args([
+            "--volatile=yes",
+            "-D",
+            "/",
+            "--register=no",
+            "--keep-unit",
+            "-M",
+            name,
+        ])
+        .arg("--bind-ro=/etc/pam.d:/etc/pam.d")
+        .arg("--bind-ro=/etc/security:/etc/security");
+        if let Some(bin) = &how.bin {
+            cmd.arg(format!(
                 "--bind-ro={}:/opt/slackbotd/slackbotd",
                 bin.display()
-            ))
+            ));
+        }
+        if how.writable_os {
+            // An empty upper directory: nspawn makes a temporary one.
+            cmd.args(["--overlay=/usr::/usr", "--overlay=/var::/var"]);
+        }
+        for (host, inside) in &how.binds {
+            cmd.arg(format!("--bind-ro={}:{inside}", host.display()));
+        }
+        let nspawn = cmd
             // D-Bus and logind cannot start in a fresh /etc without their
             // users, and a start job waiting for them never lets boot finish.
             .args([

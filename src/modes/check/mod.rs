@@ -1,8 +1,16 @@
 //! `slackbotd check`: validates the configuration and the tokens, calls
-//! `auth.test`, opens (then closes) one Socket Mode connection, and explains
-//! each problem in words an administrator can act on.
+//! `auth.test`, checks the scopes the bot token was granted and the channels
+//! the configuration names (`needs`), checks the local setup (`setup`),
+//! opens (then closes) one Socket Mode connection, and explains each problem
+//! in words an administrator can act on. It exits 78 when the bot cannot
+//! work, and 0 with warnings when only an optional feature is affected.
+
+pub(crate) mod needs;
+pub(crate) mod setup;
 
 use std::time::Duration;
+
+use needs::{Finding, Level};
 
 use crate::cli::ConfigSource;
 use crate::config::Config;
@@ -18,6 +26,20 @@ fn ok(msg: &str) {
 
 fn fail(msg: &str) {
     println!("FAIL  {msg}");
+}
+
+fn warn(msg: &str) {
+    println!("WARN  {msg}");
+}
+
+/// Prints a finding; true when it is a failure.
+fn say(f: &Finding) -> bool {
+    match f.level {
+        Level::Ok => ok(&f.text),
+        Level::Warn => warn(&f.text),
+        Level::Fail => fail(&f.text),
+    }
+    f.level == Level::Fail
 }
 
 /// What to do about a Web API failure, for a person.
@@ -45,7 +67,7 @@ pub(crate) fn check(src: &ConfigSource) -> Result<(), Failure> {
         Ok(c) => {
             ok(&format!("configuration {} is valid", src.path.display()));
             for w in c.commands.iter().filter_map(crate::bot::arguments::warning) {
-                println!("WARN  {w}");
+                warn(&w);
             }
             c
         }
@@ -73,16 +95,30 @@ pub(crate) fn check(src: &ConfigSource) -> Result<(), Failure> {
             _ => code,
         })
     };
+    for f in setup::findings(&config) {
+        if say(&f) {
+            note(ExitCode::CONFIG);
+        }
+    }
     match rt.block_on(web.auth_test()) {
-        Ok(id) => ok(&format!(
-            "bot token works: the bot is @{} ({}) in workspace {} ({})",
-            id.user.as_deref().unwrap_or("?"),
-            id.user_id,
-            id.team,
-            id.team_id
-        )),
+        Ok(id) => {
+            ok(&format!(
+                "bot token works: the bot is @{} ({}) in workspace {} ({})",
+                id.user.as_deref().unwrap_or("?"),
+                id.user_id,
+                id.team,
+                id.team_id
+            ));
+            if rt.block_on(slack_needs(
+                &web,
+                &config,
+                id.user.as_deref().unwrap_or("bot"),
+            )) {
+                note(ExitCode::CONFIG);
+            }
+        }
         Err(e) => {
-            fail(&format!("auth.test: {}", advice(&e, "bot token")));
+            fail(&advice(&e, "bot token"));
             note(e.exit_code());
         }
     }
@@ -97,10 +133,7 @@ pub(crate) fn check(src: &ConfigSource) -> Result<(), Failure> {
             });
         }
         Err(OpenError::Web(e)) => {
-            fail(&format!(
-                "apps.connections.open: {}",
-                advice(&e, "app token")
-            ));
+            fail(&advice(&e, "app token"));
             note(e.exit_code());
         }
         Err(e @ OpenError::LinkDisabled) => {
@@ -121,4 +154,40 @@ pub(crate) fn check(src: &ConfigSource) -> Result<(), Failure> {
         }
         Some(code) => Err(Failure::new(code, "")),
     }
+}
+
+/// The scopes and channels the bot needs, as Slack reports them; true when
+/// something the bot cannot work without is missing.
+async fn slack_needs(web: &SlackWeb, config: &Config, bot: &str) -> bool {
+    let mut failed = false;
+    let granted = match web.granted_scopes().await {
+        Ok(Some(g)) => {
+            for f in needs::scopes(&g) {
+                failed |= say(&f);
+            }
+            g
+        }
+        Ok(None) => {
+            warn("Slack did not say which scopes the bot token has (no x-oauth-scopes header); scopes not checked");
+            Vec::new()
+        }
+        Err(e) => {
+            warn(&format!("cannot read the bot token's scopes: {e}"));
+            Vec::new()
+        }
+    };
+    let public_posts = granted.iter().any(|s| s == "chat:write.public");
+    for (id, u, why) in needs::channels(config) {
+        let seen = match web.channel_info(&id).await {
+            Ok(c) => needs::Seen::Found(c),
+            Err(WebError::Api { code, .. }) if code == "channel_not_found" => needs::Seen::NotFound,
+            Err(WebError::Api { code, .. }) if code == "missing_scope" => needs::Seen::CannotLook,
+            Err(e) => {
+                warn(&format!("cannot look at channel {id} ({why}): {e}"));
+                continue;
+            }
+        };
+        failed |= say(&needs::channel(&id, u, &why, &seen, bot, public_posts));
+    }
+    failed
 }
