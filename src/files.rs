@@ -45,21 +45,40 @@ pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io
     write_atomic(path, &bytes, 0o644)
 }
 
+/// An I/O error in words, without Rust's "(os error N)".
+pub(crate) fn plain_io(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_lowercase(),
+        None => s,
+    }
+}
+
+/// `f`, opened from `path`, if it is a regular file: a FIFO or a device
+/// planted under a state file's name is refused.
+pub(crate) fn regular(f: std::fs::File, path: &Path) -> std::io::Result<std::fs::File> {
+    if f.metadata()?.is_file() {
+        Ok(f)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        ))
+    }
+}
+
 /// Reads a small state file that another user may have planted: never
 /// through a symlink, never a FIFO or device (which could block or never
 /// end), and never more than `cap` bytes.
 pub(crate) fn read_small(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
+    let f = regular(
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)?,
+        path,
+    )?;
     let mut bytes = Vec::new();
     f.take(cap + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {

@@ -5,7 +5,12 @@ mod common;
 use common::*;
 
 fn check(s: &Setup) -> (Option<i32>, String) {
-    let cfg = s.config(1, "30s", "");
+    check_with(s, "")
+}
+
+/// `check` with `extra` appended to the base configuration: its code and all it said.
+fn check_with(s: &Setup, extra: &str) -> (Option<i32>, String) {
+    let cfg = s.config(1, "30s", extra);
     let out = s.output(&cfg, &["check"]);
     (
         out.status.code(),
@@ -94,15 +99,6 @@ fn wrong_kind_of_token_file_is_caught_before_any_call() {
         s.fake.snapshot().calls.is_empty(),
         "nothing was sent to Slack"
     );
-}
-
-fn check_with(s: &Setup, extra: &str) -> (Option<i32>, String) {
-    let cfg = s.config(1, "30s", extra);
-    let out = s.output(&cfg, &["check"]);
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 #[test]

@@ -156,20 +156,7 @@ fn the_package_installs_runs_upgrades_and_purges_cleanly() {
         .contains("socket_mode_enabled: true"));
 
     // INSTALL.md's package path: tokens, configuration, check, enable --now.
-    c.write(
-        "/etc/slackbotd/app-token",
-        &format!("{}\n", s.fake.app_token()),
-        0o600,
-    );
-    c.write(
-        "/etc/slackbotd/bot-token",
-        &format!("{}\n", s.fake.bot_token()),
-        0o600,
-    );
-    c.ok(&format!(
-        "sed -i 's|^# api_url = .*|api_url = \"{}\"|; s|^# connections = .*|connections = 1|' /etc/slackbotd/slackbotd.toml",
-        s.fake.api_url()
-    ));
+    container::configure(&c, &s, "s|^# connections = .*|connections = 1|");
     let check = c.sh("slackbotd check");
     assert!(
         check.status.success(),

@@ -280,3 +280,67 @@ fn root_refuses_a_token_file_another_user_owns() {
     );
     let _ = s.output(&cfg, &["stop"]);
 }
+
+#[test]
+fn a_planted_stale_daemon_never_aims_roots_ensure() {
+    if !as_root("a_planted_stale_daemon_never_aims_roots_ensure") {
+        return;
+    }
+    let s = setup();
+    // ensure as it runs from root's crontab where systemd does not run;
+    // its own lock in a root-owned place.
+    let config = s.config(
+        1,
+        "30s",
+        &format!("[ensure]\nlockfile = {:?}\n", s.path("ensure.lock")),
+    );
+    hand_to_attacker(&s.path("run"));
+    let pidfile = s.path("run/slackbotd.pid");
+    let mut victim = Command::new("sleep").arg("60").spawn().unwrap();
+    let victim_pid = victim.id();
+    // The attacker holds the pidfile's lock, names the bystander in it, and
+    // plants a heartbeat an hour old: a "hung daemon" for ensure to replace.
+    let mut holder = hold_lock_as_attacker(&pidfile, &format!("{victim_pid}\\n"));
+    let holder_pid = holder.id();
+    let old = clock_ms() - 3_600_000;
+    // (The heartbeat names the holder, as a daemon's own would.)
+    let hb = serde_json::json!({
+        "pid": holder_pid, "mode": "daemon", "started_ms": old, "written_ms": old,
+        "last_frame_ms": old, "last_event_ms": null, "connections": 1, "fresh": 0,
+        "heartbeat_timeout_ms": 30_000, "durable": true
+    });
+    let health = s.path("run/slackbotd.health");
+    let wrote = attacker(&[
+        "sh",
+        "-c",
+        &format!("printf '%s' '{hb}' > '{}'", health.display()),
+    ])
+    .status()
+    .unwrap();
+    assert!(wrote.success());
+    let out = s.output(&config, &["ensure"]);
+    let said = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(77),
+        "ensure refuses (EX_NOPERM): {said}"
+    );
+    assert!(
+        said.contains("not signalling it"),
+        "ensure says why: {said}"
+    );
+    assert!(alive(victim_pid), "ensure left the bystander alone");
+    assert!(alive(holder_pid), "ensure left the lock holder alone");
+    assert!(alive(std::process::id()));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+fn clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}

@@ -23,20 +23,11 @@ fn installed(s: &Setup, name: &str, heartbeat: &str) -> Container {
     let out = c.ok("/opt/slackbotd/slackbotd install");
     assert!(out.contains("Next steps"), "{out}");
     assert!(c.ok("stat -c %a /etc/slackbotd/app-token").trim() == "600");
-    c.write(
-        "/etc/slackbotd/app-token",
-        &format!("{}\n", s.fake.app_token()),
-        0o600,
+    container::configure(
+        &c,
+        s,
+        &format!("s|^# heartbeat_timeout = .*|heartbeat_timeout = \"{heartbeat}\"|; s|^# channel = .*|channel = \"C0OPS\"|"),
     );
-    c.write(
-        "/etc/slackbotd/bot-token",
-        &format!("{}\n", s.fake.bot_token()),
-        0o600,
-    );
-    c.ok(&format!(
-        "sed -i 's|^# api_url = .*|api_url = \"{}\"|; s|^# heartbeat_timeout = .*|heartbeat_timeout = \"{heartbeat}\"|; s|^# channel = .*|channel = \"C0OPS\"|' /etc/slackbotd/slackbotd.toml",
-        s.fake.api_url()
-    ));
     let check = c.sh("/opt/slackbotd/slackbotd check");
     assert!(
         check.status.success(),

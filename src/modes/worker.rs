@@ -38,7 +38,19 @@ pub(crate) fn worker(src: &ConfigSource, foreground: bool) -> Result<(), Failure
         notifier: Notifier::from_env(),
         pidfile: d.pidfile.clone(),
     };
-    // The error is logged once, here; the supervisor reads the exit code.
-    crate::service::serve_blocking(settings, opts, "worker stopped")
-        .map_err(|e| Failure::new(crate::exit::HasExitCode::exit_code(&e), ""))
+    // Under `run` the error was logged on the stderr this process shares
+    // with its supervisor: once is enough. In daemon mode the log went to
+    // syslog, and the last stderr line is the reason the supervisor hands
+    // to the waiting `daemon` command.
+    crate::service::serve_blocking(settings, opts, "worker stopped").map_err(|e| {
+        let code = crate::exit::HasExitCode::exit_code(&e);
+        Failure::new(
+            code,
+            if foreground {
+                String::new()
+            } else {
+                e.to_string()
+            },
+        )
+    })
 }

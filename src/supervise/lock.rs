@@ -63,20 +63,16 @@ pub(crate) struct PidLock {
 /// another user planted under its name (`O_NONBLOCK` keeps a FIFO from
 /// blocking the open; the type check refuses it).
 fn open(path: &Path, create: bool) -> std::io::Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(create)
-        .create(create)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    Ok(f)
+    crate::files::regular(
+        OpenOptions::new()
+            .read(true)
+            .write(create)
+            .create(create)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)?,
+        path,
+    )
 }
 
 fn read_pid(file: &mut File) -> Option<u32> {

@@ -20,3 +20,22 @@ pub fn require() -> bool {
         }
     }
 }
+
+/// INSTALL.md's third step inside a container: the fake's tokens in the
+/// token files, and `sed` edits (`s|…|…|` expressions) to the configuration.
+pub fn configure(c: &Container, s: &super::Setup, edits: &str) {
+    c.write(
+        "/etc/slackbotd/app-token",
+        &format!("{}\n", s.fake.app_token()),
+        0o600,
+    );
+    c.write(
+        "/etc/slackbotd/bot-token",
+        &format!("{}\n", s.fake.bot_token()),
+        0o600,
+    );
+    c.ok(&format!(
+        "sed -i 's|^# api_url = .*|api_url = \"{}\"|; {edits}' /etc/slackbotd/slackbotd.toml",
+        s.fake.api_url()
+    ));
+}

@@ -1,7 +1,8 @@
 //! The local setup, judged before it fails at 3 a.m.: every operator
 //! command's program exists and is executable, a `[daemon].user` exists,
-//! and no command asks to change users under the shipped unit, which
-//! cannot. `check` prints these; `install` refuses on a failure.
+//! no command asks to change users under the shipped unit, which cannot,
+//! and the `[metrics]` port is free and its textfile's directory writable.
+//! `check` prints these; `install` prints them as warnings.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -97,11 +98,59 @@ fn findings_with(config: &Config, under_unit: bool) -> Vec<Finding> {
             }),
         }
     }
+    let running = crate::supervise::lock::holder(&config.daemon.pidfile)
+        .ok()
+        .flatten()
+        .is_some();
+    out.extend(metrics(config, running));
     if out.is_empty() {
         out.push(Finding {
             level: Level::Ok,
             text: "every command's program exists and is executable".into(),
         });
+    }
+    out
+}
+
+/// Whether `[metrics]` can work: its port free (unless the running bot
+/// holds it) and its textfile's directory there and writable.
+fn metrics(config: &Config, bot_running: bool) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(addr) = config.metrics.listen {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && bot_running => out.push(Finding {
+                level: Level::Warn,
+                text: format!("[metrics].listen {addr} is in use, presumably by the running bot; if another program holds it, the next start fails"),
+            }),
+            Err(e) => out.push(Finding {
+                level: Level::Fail,
+                text: format!("[metrics].listen {addr} cannot be bound ({}): the start would fail; pick a free port", crate::files::plain_io(&e)),
+            }),
+        }
+    }
+    if let Some(file) = &config.metrics.textfile {
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let why = if !dir.is_dir() {
+            Some("does not exist".to_string())
+        } else {
+            nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
+                .err()
+                .map(|e| format!("is not writable ({})", e.desc()))
+        };
+        if let Some(why) = why {
+            out.push(Finding {
+                level: Level::Fail,
+                text: format!(
+                    "[metrics].textfile {}: its directory {} {why}; create it, or pick another",
+                    file.display(),
+                    dir.display()
+                ),
+            });
+        }
     }
     out
 }
@@ -133,6 +182,33 @@ mod tests {
         assert!(texts[0].contains("\"b\"") && texts[0].contains("does not exist"));
         assert!(texts[1].contains("\"c\"") && texts[1].contains("not executable"));
         assert!(texts[2].contains("no-such-user-sbd") && texts[2].contains("does not exist"));
+    }
+
+    #[test]
+    fn a_metrics_port_in_use_or_a_missing_textfile_directory_fails() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let c = config(&format!(
+            "[metrics]\nlisten = \"127.0.0.1:{port}\"\ntextfile = \"/no/such/dir/x.prom\"\n"
+        ));
+        let f = metrics(&c, false);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f.iter().all(|f| f.level == Level::Fail));
+        assert!(
+            f[0].text.contains("cannot be bound") && f[0].text.contains("in use"),
+            "{}",
+            f[0].text
+        );
+        assert!(
+            f[1].text.contains("/no/such/dir does not exist"),
+            "{}",
+            f[1].text
+        );
+        let f = metrics(&c, true);
+        assert_eq!(f[0].level, Level::Warn, "the running bot may hold it");
+        drop(taken);
+        let free = config(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+        assert!(metrics(&free, false).is_empty());
     }
 
     #[test]
