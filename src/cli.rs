@@ -60,6 +60,9 @@ pub(crate) enum Command {
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
+        /// The whole fleet ([fleet]): one line per host, from its database
+        #[arg(long)]
+        fleet: bool,
     },
     /// Re-read the configuration and tokens (SIGHUP) without dropping connections
     Reload,

@@ -11,6 +11,8 @@ pub(crate) struct Section {
     pub(crate) name: &'static str,
     /// True for an array of tables (`[[command]]`).
     pub(crate) array: bool,
+    /// Its presence switches something on: shown commented out, header and all.
+    pub(crate) switch: bool,
     /// What the section is for.
     pub(crate) about: &'static str,
     /// Its keys.
@@ -52,6 +54,7 @@ pub(crate) const SECTIONS: &[Section] = &[
     Section {
         name: "slack",
         array: false,
+        switch: false,
         about: "Where Slack is, and the two tokens. Without the two *_file keys slackbotd reads, in order: the systemd credentials slack-app-token and slack-bot-token (the shipped unit loads them from /etc/slackbotd/app-token and bot-token), $SLACK_APP_TOKEN and $SLACK_BOT_TOKEN, and last the files app-token and bot-token beside this file. A token file must be a regular file (not a link) owned by root or the bot's user, and neither readable nor writable by group or others (chmod 600).",
         keys: &[
             key("app_token_file", "\"/etc/slackbotd/app-token\"", "the credential, environment or app-token beside this file", "The app-level token (xapp-…, scope connections:write), for Socket Mode."),
@@ -64,6 +67,7 @@ pub(crate) const SECTIONS: &[Section] = &[
     Section {
         name: "daemon",
         array: false,
+        switch: false,
         about: "Files and identity of the running bot.",
         keys: &[
             key("pidfile", "\"/run/slackbotd/slackbotd.pid\"", "/run/slackbotd/slackbotd.pid", "The pidfile, locked for as long as the bot runs (run and daemon modes alike); liveness is the lock, never the pid in it."),
@@ -77,6 +81,7 @@ pub(crate) const SECTIONS: &[Section] = &[
     Section {
         name: "supervise",
         array: false,
+        switch: false,
         about: "Health and restart timing.",
         keys: &[
             key("backoff_initial", "\"100ms\"", "100ms", "The first delay before reconnecting or restarting after a failure; delays double, with jitter, up to backoff_max."),
@@ -88,6 +93,7 @@ pub(crate) const SECTIONS: &[Section] = &[
     Section {
         name: "ensure",
         array: false,
+        switch: false,
         about: "What `slackbotd ensure` (from cron) inspects and repairs.",
         keys: &[
             key("unit", "\"slackbotd.service\"", "slackbotd.service", "The systemd unit ensure inspects and repairs under systemd."),
@@ -98,6 +104,7 @@ pub(crate) const SECTIONS: &[Section] = &[
     Section {
         name: "announce",
         array: false,
+        switch: false,
         about: "Restart announcements: once it is back after an unclean stop, the bot says what happened.",
         keys: &[
             key("channel", "\"C0123OPS\"", "none (no announcements)", "The channel ID for announcements: the signal or exit code, the downtime, the restarts in the last hour."),
@@ -107,6 +114,7 @@ pub(crate) const SECTIONS: &[Section] = &[
     Section {
         name: "outbox",
         array: false,
+        switch: false,
         about: "How notifications (`slackbotd notify`) are delivered.",
         keys: &[
             key("pace", "\"1s\"", "1s", "The least time between two messages to one channel; Slack asks for about one message per second per channel."),
@@ -116,6 +124,7 @@ pub(crate) const SECTIONS: &[Section] = &[
     Section {
         name: "bot",
         array: false,
+        switch: false,
         about: "Limits that apply to every request, and who may ask the built-in `status`.",
         keys: &[
             key("max_concurrent_commands", "8", "8", "Operator commands running at once, all commands together; a request beyond it is answered as busy."),
@@ -128,6 +137,7 @@ pub(crate) const SECTIONS: &[Section] = &[
     Section {
         name: "metrics",
         array: false,
+        switch: false,
         about: "Prometheus figures, off by default. A port in use or an unwritable textfile stops the start with exit 78.",
         keys: &[
             key("listen", "\"127.0.0.1:9464\"", "none (no endpoint)", "An address and port for an HTTP /metrics endpoint (loopback unless the address says otherwise)."),
@@ -135,8 +145,23 @@ pub(crate) const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        name: "fleet",
+        array: false,
+        switch: true,
+        about: "Several hosts running one Slack app, their state shared in PostgreSQL: at most `connections` Socket Mode connections for the whole fleet, each event answered once on whichever host, commands addressed to hosts (`@bot on web-3 disk`, `on db uptime`, `on all uptime`), one outbox, and a dead host's share of the work taken over within `lease`. Without this section nothing changes and no PostgreSQL is needed. The password comes from password_file, else the systemd credential fleet-db-password, else $SLACKBOTD_DB_PASSWORD, else the file db-password beside this file; never from the command line.",
+        keys: &[
+            Key { name: "database", example: "\"postgres://slackbotd@db.example/slackbotd\"", default: None, about: "A libpq connection string or URL; sslmode=require asks for TLS, with the server's certificate checked against the system's CAs.", set: false },
+            key("password_file", "\"/etc/slackbotd/db-password\"", "the credential, environment or db-password beside this file", "A file holding the database password (mode 0600)."),
+            key("host", "\"web-3\"", "the hostname", "This host's name in the fleet: lowercase letters, digits, '-', '_' and '.'."),
+            key("tags", "[\"web\", \"eu\"]", "none", "Names that address several hosts at once (`@bot on web uptime`)."),
+            key("connections", "4", "4", "Socket Mode connections for the whole fleet (1 to 10; Slack allows 10 per app), spread one per host before any host holds two."),
+            key("lease", "\"15s\"", "15s", "How long a host that went silent keeps its connections, jobs and claimed notifications before the others take them over (3s to 10m)."),
+        ],
+    },
+    Section {
         name: "command",
         array: true,
+        switch: false,
         about: "Operator commands: any executable, run with argv (never a shell). SLACK_USER_ID, SLACK_CHANNEL_ID, SLACK_TEAM_ID and SLACKBOTD_COMMAND are in its otherwise empty environment; the event's JSON is on its stdin; its stdout is the reply. The words after the command's name become its arguments only as `args` allows, because a word is also an option: `date -f /etc/shadow` prints that file, `find -exec` and `git -c` run programs. In a glob, * and ? never match \"/\", a word with a \"..\" component never matches, and a word starting with \"-\" matches only a glob starting with \"-\".",
         keys: &[
             Key { name: "name", example: "\"uptime\"", default: None, about: "The word that runs it (not help, ping or status).", set: true },
@@ -187,16 +212,17 @@ pub(crate) fn example() -> String {
     );
     for s in SECTIONS {
         out.push('\n');
+        let hash = if s.switch { "# " } else { "" };
         out.push_str(&if s.array {
-            format!("[[{}]]\n", s.name)
+            format!("{hash}[[{}]]\n", s.name)
         } else {
-            format!("[{}]\n", s.name)
+            format!("{hash}[{}]\n", s.name)
         });
         out.push_str(&wrap(s.about, "# ", 78));
         for k in s.keys {
             out.push('\n');
             out.push_str(&wrap(k.about, "# ", 78));
-            if k.set {
+            if k.set && !s.switch {
                 out.push_str(&format!("{} = {}\n", k.name, k.example));
             } else {
                 out.push_str(&format!("# {} = {}\n", k.name, k.example));
@@ -282,6 +308,7 @@ mod tests {
         assert_eq!(fields_of::<BotConfig>(), documented("bot"));
         assert_eq!(fields_of::<MetricsConfig>(), documented("metrics"));
         assert_eq!(fields_of::<CommandConfig>(), documented("command"));
+        assert_eq!(fields_of::<FleetConfig>(), documented("fleet"));
         for s in SECTIONS {
             for k in s.keys {
                 assert!(

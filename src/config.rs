@@ -65,6 +65,9 @@ pub(crate) struct Config {
     pub(crate) metrics: MetricsConfig,
     #[serde(rename = "command")]
     pub(crate) commands: Vec<CommandConfig>,
+    /// Several hosts, one Slack app, state shared in PostgreSQL; absent:
+    /// this host alone, with SQLite.
+    pub(crate) fleet: Option<FleetConfig>,
     /// The directory of the file this was read from (set by [`Config::load`]);
     /// tokens default to `app-token` and `bot-token` there.
     #[serde(skip)]
@@ -314,6 +317,48 @@ pub(crate) struct CommandConfig {
     pub(crate) args_separator: Option<String>,
 }
 
+/// `[fleet]`: this host as one of several running the same Slack app, with
+/// their shared state in PostgreSQL.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FleetConfig {
+    /// A libpq connection string or URL (`postgres://user@host/db`).
+    pub(crate) database: String,
+    /// A file holding the database password (never the command line).
+    #[serde(default)]
+    pub(crate) password_file: Option<PathBuf>,
+    /// This host's name in the fleet [default: the hostname].
+    #[serde(default)]
+    pub(crate) host: Option<String>,
+    /// Names a command can address several hosts by (`@bot on db uptime`).
+    #[serde(default)]
+    pub(crate) tags: Vec<String>,
+    /// Socket Mode connections for the whole fleet (1..=10).
+    #[serde(default = "default_fleet_connections")]
+    pub(crate) connections: u8,
+    /// How long a silent host keeps its share of the work.
+    #[serde(default = "default_lease", deserialize_with = "duration")]
+    pub(crate) lease: Duration,
+}
+
+fn default_fleet_connections() -> u8 {
+    4
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// Whether `name` may name a host or a tag: lowercase letters, digits,
+/// `-`, `_` and `.`, at most 63 characters.
+pub(crate) fn valid_fleet_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+}
+
 /// `args` of a `[[command]]`: what the words after its name may be.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) enum ArgsPolicy {
@@ -460,6 +505,42 @@ impl Config {
                     s.connections
                 ),
             ));
+        }
+        if let Some(f) = &self.fleet {
+            if !(1..=MAX_CONNECTIONS).contains(&f.connections) {
+                return Err(bad(
+                    "fleet.connections",
+                    format!(
+                        "{} is out of range: Slack allows 1 to {MAX_CONNECTIONS} Socket Mode connections per app, for the whole fleet",
+                        f.connections
+                    ),
+                ));
+            }
+            if f.lease < Duration::from_secs(3) || f.lease > Duration::from_secs(600) {
+                return Err(bad(
+                    "fleet.lease",
+                    format!(
+                        "{} is out of range: 3s to 10m",
+                        crate::clock::short(f.lease)
+                    ),
+                ));
+            }
+            if f.database.trim().is_empty() {
+                return Err(bad("fleet.database", "is empty: give a connection string such as \"postgres://slackbotd@db.example/slackbotd\"".into()));
+            }
+            for (key, name) in f
+                .host
+                .iter()
+                .map(|h| ("fleet.host", h))
+                .chain(f.tags.iter().map(|t| ("fleet.tags", t)))
+            {
+                if !valid_fleet_name(name) || name == "all" {
+                    return Err(bad(
+                        key,
+                        format!("{name:?} is not a usable name: lowercase letters, digits, '-', '_' and '.', and not \"all\""),
+                    ));
+                }
+            }
         }
         if !(s.api_url.starts_with("https://") || s.api_url.starts_with("http://")) {
             return Err(bad(

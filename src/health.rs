@@ -38,6 +38,9 @@ struct Inner {
     events: u64,
     /// Hellos since start: readiness is the first one.
     hellos: u64,
+    /// When this fleet member's agent last ran while it held no Socket Mode
+    /// slot: such a host hears Slack through the fleet, not itself.
+    fleet_alive: Option<Instant>,
 }
 
 /// A copy of the health at one moment.
@@ -60,12 +63,16 @@ pub(crate) struct HealthSnapshot {
     /// Whether acknowledged envelopes are recorded in the inbox first
     /// (false: acknowledged first, and a crash may lose one).
     pub(crate) durable: bool,
+    /// A fleet member without a slot, whose agent ran recently: healthy
+    /// without a connection of its own.
+    pub(crate) fleet_member: bool,
 }
 
 impl HealthSnapshot {
-    /// Healthy means at least one connection heard from Slack recently.
+    /// Healthy means at least one connection heard from Slack recently (or,
+    /// for a fleet member without a slot, that its fleet agent runs).
     pub(crate) fn healthy(&self) -> bool {
-        self.fresh > 0
+        self.fresh > 0 || self.fleet_member
     }
 }
 
@@ -119,6 +126,20 @@ impl Health {
         g.events += 1;
     }
 
+    /// This fleet member holds no Socket Mode slot and its agent just ran:
+    /// it is a live member that hears Slack through the fleet.
+    pub(crate) fn fleet_alive(&self) {
+        let first = {
+            let mut g = self.lock();
+            let first = g.fleet_alive.is_none();
+            g.fleet_alive = Some(Instant::now());
+            first
+        };
+        if first {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
     /// A connection ended.
     pub(crate) fn disconnected(&self, id: u64) {
         let removed = self.lock().conns.remove(&id).is_some();
@@ -137,15 +158,17 @@ impl Health {
         let timeout = self.heartbeat_timeout();
         let g = self.lock();
         let ages: Vec<Duration> = g.conns.values().map(Instant::elapsed).collect();
+        let member = g.fleet_alive.map(|t| t.elapsed()).filter(|a| *a <= timeout);
         HealthSnapshot {
             connections: ages.len(),
             fresh: ages.iter().filter(|a| **a <= timeout).count(),
-            freshest_frame_age: ages.iter().min().copied(),
+            freshest_frame_age: ages.iter().copied().chain(member).min(),
             last_event_age: g.last_event.map(|t| t.elapsed()),
             events: g.events,
             uptime: self.started.elapsed(),
-            ever_connected: g.hellos > 0,
+            ever_connected: g.hellos > 0 || g.fleet_alive.is_some(),
             durable: self.durable.load(Ordering::Relaxed),
+            fleet_member: ages.is_empty() && member.is_some(),
         }
     }
 

@@ -5,7 +5,7 @@
 //! it (`tests/architecture.rs` reads this list and fails on an import that
 //! goes up):
 //!
-//! layers: exit clock host backoff text files memory | syslog systemd systemctl | config confdoc secrets logging | health metrics store supervise | slack settings | bot | wake monitor exporter service | cli modes
+//! layers: exit clock host backoff text files memory cause | syslog systemd systemctl tls | config confdoc secrets logging | health metrics store fleet supervise | slack settings | bot | wake monitor exporter member service | cli modes
 //!
 //! - **Foundations** (`exit` … `memory`): exit codes, time, this host's name,
 //!   retry timing, text cutting, safe file writes, giving memory back. They
@@ -15,13 +15,15 @@
 //! - **What the administrator wrote** (`config`, its documentation `confdoc`,
 //!   `secrets`) and where log
 //!   lines go (`logging`).
-//! - **Process mechanisms** (`health`, `store`, `supervise`): the shared
-//!   health record, the SQLite state, the lock, heartbeat and supervisor.
+//! - **Process mechanisms** (`health`, `store`, `fleet`, `supervise`): the
+//!   shared health record, the state (SQLite, or PostgreSQL for a fleet),
+//!   the lock, heartbeat and supervisor.
 //! - **Slack** (`slack`) and the live settings built from the configuration
 //!   (`settings`).
 //! - **The bot** (`bot`): what happens to an acknowledged envelope. It never
 //!   asks which mode it runs in.
-//! - **A running bot, assembled** (`wake`, `monitor`, `service`).
+//! - **A running bot, assembled** (`wake`, `monitor`, `member` for a fleet,
+//!   `service`).
 //! - **The command line** (`cli`, `modes`): one file per subcommand.
 //!
 //! ARCHITECTURE.md draws the same map with the paths an envelope and a
@@ -35,6 +37,7 @@
 
 pub(crate) mod backoff;
 pub(crate) mod bot;
+pub(crate) mod cause;
 pub(crate) mod cli;
 pub(crate) mod clock;
 pub(crate) mod confdoc;
@@ -42,9 +45,11 @@ pub(crate) mod config;
 pub(crate) mod exit;
 pub(crate) mod exporter;
 pub(crate) mod files;
+pub(crate) mod fleet;
 pub(crate) mod health;
 pub(crate) mod host;
 pub(crate) mod logging;
+pub(crate) mod member;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod modes;
@@ -59,6 +64,7 @@ pub(crate) mod syslog;
 pub(crate) mod systemctl;
 pub(crate) mod systemd;
 pub(crate) mod text;
+pub(crate) mod tls;
 pub(crate) mod wake;
 
 /// The version string shown by `--version`, `status` and the `status` built-in.

@@ -258,62 +258,99 @@ fn load_one(
     Err(TokenError::Missing { kind, default })
 }
 
-/// Reads a token file with one open, never through a symbolic link, and
-/// judges the open descriptor itself: a regular file, owned by root or by a
-/// user the bot runs as, that nobody else can read or write (whoever can
-/// write the token can make the bot talk to a workspace of their choosing).
+/// Why a secret's file was refused.
+#[derive(Debug)]
+pub(crate) enum PrivateFileError {
+    /// A link, a directory, a FIFO…
+    NotAFile,
+    /// Group or others may read or write it (the mode).
+    Exposed(u32),
+    /// Owned by neither root, nor us, nor a user the bot runs as.
+    ForeignOwner(u32),
+    /// It could not be opened or read.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for PrivateFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrivateFileError::NotAFile => {
+                f.write_str("it is not a regular file (a symbolic link?)")
+            }
+            PrivateFileError::Exposed(mode) => write!(
+                f,
+                "its mode {mode:04o} lets others read or write it; chmod 600 it"
+            ),
+            PrivateFileError::ForeignOwner(uid) => {
+                write!(f, "it belongs to uid {uid}, not to root or the bot's user")
+            }
+            PrivateFileError::Io(e) => write!(f, "{}", crate::files::plain_io(e)),
+        }
+    }
+}
+
+/// Reads a secret's file with one open, never through a symbolic link, and
+/// judges the open descriptor itself: a regular file, owned by root, by us
+/// or by one of `owners`, that nobody else can read or write (whoever can
+/// write a token can make the bot talk to a workspace of their choosing).
+pub(crate) fn read_private(path: &Path, owners: &[u32]) -> Result<String, PrivateFileError> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => PrivateFileError::NotAFile,
+            _ => PrivateFileError::Io(e),
+        })?;
+    let meta = file.metadata().map_err(PrivateFileError::Io)?;
+    if !meta.is_file() {
+        return Err(PrivateFileError::NotAFile);
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o066 != 0 {
+        return Err(PrivateFileError::Exposed(mode));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me && !owners.contains(&meta.uid()) {
+        return Err(PrivateFileError::ForeignOwner(meta.uid()));
+    }
+    let mut text = String::new();
+    // A secret is a line; a huge file is a mistake, not a secret.
+    (&mut file)
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(PrivateFileError::Io)?;
+    Ok(text)
+}
+
+/// A token file, read as [`read_private`] does.
 fn read_private_file(
     kind: TokenKind,
     path: &Path,
     src: TokenSource,
     owners: &[u32],
 ) -> Result<String, TokenError> {
-    let unreadable = |err| TokenError::Unreadable {
-        kind,
-        source_: src.clone(),
-        err,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => TokenError::NotAFile {
-                kind,
-                path: path.to_path_buf(),
-            },
-            _ => unreadable(e),
-        })?;
-    let meta = file.metadata().map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(TokenError::NotAFile {
+    read_private(path, owners).map_err(|e| match e {
+        PrivateFileError::NotAFile => TokenError::NotAFile {
             kind,
             path: path.to_path_buf(),
-        });
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o066 != 0 {
-        return Err(TokenError::Exposed {
+        },
+        PrivateFileError::Exposed(mode) => TokenError::Exposed {
             kind,
             path: path.to_path_buf(),
             mode,
-        });
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != me && !owners.contains(&meta.uid()) {
-        return Err(TokenError::ForeignOwner {
+        },
+        PrivateFileError::ForeignOwner(owner) => TokenError::ForeignOwner {
             kind,
             path: path.to_path_buf(),
-            owner: meta.uid(),
-        });
-    }
-    let mut text = String::new();
-    // A token is a line; a huge "token file" is a mistake, not a token.
-    (&mut file)
-        .take(64 * 1024)
-        .read_to_string(&mut text)
-        .map_err(unreadable)?;
-    Ok(text)
+            owner,
+        },
+        PrivateFileError::Io(err) => TokenError::Unreadable {
+            kind,
+            source_: src.clone(),
+            err,
+        },
+    })
 }
 
 fn validate(kind: TokenKind, raw: &str, source_: TokenSource) -> Result<Token, TokenError> {

@@ -62,6 +62,9 @@ pub(crate) enum ServiceError {
     /// The metrics cannot be exported as configured.
     #[error(transparent)]
     Metrics(#[from] crate::exporter::ExportError),
+    /// The fleet's database cannot work as configured.
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
     /// A task or thread could not start, or died.
     #[error("internal error: {0}")]
     Internal(String),
@@ -74,6 +77,7 @@ impl HasExitCode for ServiceError {
                 ExitCode::CONFIG
             }
             ServiceError::Signals(_) => ExitCode::OSERR,
+            ServiceError::Fleet(e) => e.exit_code(),
             ServiceError::Internal(_) => ExitCode::SOFTWARE,
         }
     }
@@ -216,36 +220,61 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
     let (settings_tx, settings_rx) = watch::channel(Arc::new(settings));
     let settings_tx = Arc::new(settings_tx);
 
-    let (store, run_id) = open_store(&state_dir, opts.mode).await;
+    // A fleet member: a setting that cannot work ends the start (78); a
+    // database that is away only degrades it.
+    let member = match &settings_rx.borrow().config.fleet {
+        Some(f) => {
+            Some(crate::member::prepare(f, settings_rx.borrow().config.base_dir.as_deref()).await?)
+        }
+        None => None,
+    };
+    let (store, run_id) = open_store(&state_dir, opts.mode, member.as_ref()).await;
     let health = Arc::new(Health::new(sup.heartbeat_timeout));
     // The inbox: its own connection for the socket thread, and what the
     // previous process left unanswered, handled before anything new.
-    let (inbox_dir, recover_through, recover_since) = match &store {
+    let (inbox_ok, recover_through, recover_since) = match &store {
         Some(s) => match s
             .call(|s| {
-                let inbox = s.inbox()?;
-                let last = inbox.last_row()?;
-                Ok((last, inbox.oldest_received(last)?))
+                let last = s.inbox_last_row()?;
+                Ok((last, s.inbox_oldest_received(last)?))
             })
             .await
         {
-            Ok((last, since)) => (
-                Some(state_dir.as_path()),
-                last,
-                since.unwrap_or_else(crate::clock::now_ms),
-            ),
+            Ok((last, since)) => (true, last, since.unwrap_or_else(crate::clock::now_ms)),
+            // The fleet's database away at start: the agent hands over
+            // what the last process left once it is back.
+            Err(_) if member.is_some() => {
+                if let Some(m) = &member {
+                    m.recover_later();
+                }
+                (true, 0, crate::clock::now_ms())
+            }
             Err(e) => {
                 tracing::error!("{e}; events are acknowledged before they are recorded");
-                (None, 0, 0)
+                (false, 0, 0)
             }
         },
-        None => (None, 0, 0),
+        None => (false, 0, 0),
+    };
+    let inbox_writer: Option<Box<dyn crate::store::inbox::InboxWriter>> = match (&member, inbox_ok)
+    {
+        (Some(m), _) => Some(Box::new(m.inbox_writer())),
+        (None, true) => {
+            match crate::store::inbox::Inbox::open(&state_dir, crate::slack::handoff::INBOX_WAIT) {
+                Ok(i) => Some(Box::new(i)),
+                Err(e) => {
+                    tracing::error!("{e}; events are acknowledged before they are recorded");
+                    None
+                }
+            }
+        }
+        (None, false) => None,
     };
     let (inbound_tx, inbound_rx) = mpsc::channel(crate::slack::handoff::QUEUE);
     let overflow = Arc::new(Notify::new());
     let handoff = Arc::new(Handoff::new(
         inbound_tx,
-        inbox_dir,
+        inbox_writer,
         overflow.clone(),
         health.clone(),
     ));
@@ -266,6 +295,12 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
         store: store.clone(),
         handoff: handoff.clone(),
         recovery: crate::bot::recovery::Recovery::new(recover_since),
+        fleet: member.as_ref().map(|m| {
+            Arc::new(crate::bot::fleet::FleetCtx::new(
+                m.pool.clone(),
+                m.state.host.clone(),
+            ))
+        }),
     });
     let wake = Arc::new(Notify::new());
     let wake_path = crate::wake::path_for(&opts.pidfile);
@@ -276,6 +311,7 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
             settings_rx.clone(),
             wake.clone(),
             stop_rx.clone(),
+            member.as_ref().map(|m| m.state.outbox_leader()),
         ));
         tokio::spawn(crate::bot::announce::run(
             store.clone(),
@@ -297,14 +333,42 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
     .await?;
     let mut pool_task = spawn_socket_thread(
         settings_rx.clone(),
-        PoolCtx::new(health.clone(), handoff.clone()),
+        PoolCtx::new(
+            health.clone(),
+            handoff.clone(),
+            member.as_ref().map(|m| m.state.slots()),
+        ),
         stop_rx.clone(),
     )?;
+    let (adopted_tx, adopted_rx) = mpsc::unbounded_channel();
+    let fleet_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let agent = match (&member, &store) {
+        (Some(m), Some(store)) => Some(
+            crate::member::start(
+                m,
+                crate::member::Parts {
+                    health: health.clone(),
+                    settings: settings_rx.clone(),
+                    store: store.clone(),
+                    ctx: ctx.clone(),
+                    adopted: adopted_tx,
+                    wake: wake.clone(),
+                    stop: fleet_stop.clone(),
+                    stop_rx: stop_rx.clone(),
+                },
+            )
+            .map_err(|e| {
+                ServiceError::Internal(format!("cannot start the fleet's threads: {e}"))
+            })?,
+        ),
+        _ => None,
+    };
     let bot_task = tokio::spawn(bot::serve(
         inbound_rx,
         ctx.clone(),
         recover_through,
         overflow,
+        adopted_rx,
         stop_rx,
         sup.stop_timeout,
     ));
@@ -381,6 +445,10 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
         sig = signals.stop() => tracing::warn!("{sig} again: stopping now, abandoning requests in progress"),
     }
     handoff.tidy().await;
+    fleet_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(a) = agent {
+        let _ = tokio::task::spawn_blocking(move || a.join()).await;
+    }
     let _ = std::fs::remove_file(&hb_path);
     let _ = std::fs::remove_file(&wake_path);
     let orphaned = supervisor.is_some_and(|p| nix::unistd::getppid() != p);
@@ -399,11 +467,21 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
     outcome
 }
 
-/// Opens the state store and records this run; without a store the bot
-/// still answers (de-duplicating in memory) but delivers no notifications.
-async fn open_store(state_dir: &Path, mode: &'static str) -> (Option<SharedStore>, Option<i64>) {
+/// Opens the state store (the fleet's, for a member) and records this run;
+/// without a store the bot still answers (de-duplicating in memory) but
+/// delivers no notifications.
+async fn open_store(
+    state_dir: &Path,
+    mode: &'static str,
+    member: Option<&crate::member::Member>,
+) -> (Option<SharedStore>, Option<i64>) {
     let store = match Store::open(state_dir, Durability::Normal).and_then(|s| {
-        SharedStore::spawn(s).map_err(|e| crate::store::StoreError::Open {
+        let path = s.path().to_path_buf();
+        let backend: Box<dyn crate::store::Backend> = match member {
+            Some(m) => Box::new(m.store(s)),
+            None => Box::new(s),
+        };
+        SharedStore::spawn(backend, &path).map_err(|e| crate::store::StoreError::Open {
             path: Store::path_in(state_dir),
             detail: format!("cannot start its thread: {e}"),
         })

@@ -16,7 +16,7 @@ use crate::clock::{human, now_ms};
 use crate::settings::SettingsRx;
 use crate::store::history::Exit;
 use crate::store::outbox::NewMessage;
-use crate::store::{SharedStore, Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 
 const LAST_KEY: &str = "last_announce_ms";
 
@@ -93,7 +93,7 @@ pub(crate) fn decide(
 
 /// Reads the facts, decides, and carries the decision out, in one go.
 fn check(
-    st: &mut Store,
+    st: &mut dyn crate::store::Backend,
     channel: Option<String>,
     quiet: Duration,
     host: &str,

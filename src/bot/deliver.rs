@@ -56,6 +56,7 @@ pub(crate) async fn run(
     settings: SettingsRx,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
+    mut leader: Option<watch::Receiver<bool>>,
 ) {
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut paced_until: HashMap<String, u64> = HashMap::new();
@@ -63,6 +64,16 @@ pub(crate) async fn run(
     let mut tasks: JoinSet<(String, Outcome)> = JoinSet::new();
     let mut last_prune = 0u64;
     loop {
+        // A fleet's outbox is delivered by one host at a time.
+        if let Some(l) = leader.as_mut() {
+            if !*l.borrow_and_update() {
+                tokio::select! {
+                    r = l.changed() => if r.is_err() { break },
+                    _ = stop.changed() => break,
+                }
+                continue;
+            }
+        }
         let now = now_ms();
         let (pace, keep) = {
             let s = settings.borrow();

@@ -17,6 +17,8 @@ pub(crate) mod commands;
 pub(crate) mod dedup;
 pub(crate) mod deliver;
 pub(crate) mod event;
+pub(crate) mod fleet;
+pub(crate) mod jobs;
 pub(crate) mod limits;
 pub(crate) mod recovery;
 pub(crate) mod reply;
@@ -56,21 +58,26 @@ pub(crate) struct BotCtx {
     pub(crate) handoff: Arc<Handoff>,
     /// What the previous process posted, for the events it left.
     pub(crate) recovery: recovery::Recovery,
+    /// The fleet, for a member of one.
+    pub(crate) fleet: Option<Arc<fleet::FleetCtx>>,
 }
 
 /// Handles envelopes until `stop` turns true, then finishes what was already
 /// acknowledged within `grace` and abandons the rest (logged). Inbox rows up
 /// to `recover_through`, left by a previous process, are handled first;
 /// `overflow` rings when envelopes did not fit the queue and wait in the
-/// inbox (the handoff says which).
+/// inbox (the handoff says which); `adopted` brings rows a fleet member took
+/// over from a host that went away, handled as recovered.
 pub(crate) async fn serve(
     mut inbound: mpsc::Receiver<Inbound>,
     ctx: Arc<BotCtx>,
     recover_through: i64,
     overflow: Arc<Notify>,
+    mut adopted: mpsc::UnboundedReceiver<Vec<i64>>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
+    let mut taken_over: std::collections::HashSet<i64> = std::collections::HashSet::new();
     let mut tasks: JoinSet<()> = JoinSet::new();
     // Rows to read from the inbox, as inclusive ranges, oldest first: what
     // the last process left, then what spilled over a full queue. Each row
@@ -104,7 +111,7 @@ pub(crate) async fn serve(
                         }
                     }
                     for row in rows {
-                        let old = row.id <= recover_through;
+                        let old = row.id <= recover_through || taken_over.remove(&row.id);
                         if let Some(msg) = from_inbox(row, old) {
                             dispatch(msg, &ctx, &mut tasks);
                         }
@@ -128,6 +135,12 @@ pub(crate) async fn serve(
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = overflow.notified() => spilled = ctx.store.is_some(),
+            Some(ids) = adopted.recv() => {
+                for id in ids {
+                    taken_over.insert(id);
+                    backlog.push_back((id, id));
+                }
+            }
             _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {}
             _ = stop.changed() => break,
         }
@@ -168,7 +181,7 @@ async fn read_inbox(
         return Ok(Vec::new());
     };
     store
-        .call(move |s| s.inbox()?.between(range.0, range.1, room))
+        .call(move |s| s.inbox_between(range.0, range.1, room))
         .await
 }
 
@@ -261,15 +274,60 @@ async fn handle(ctx: &BotCtx, m: Inbound) {
             }
         }
         None => {
+            let planned = match &ctx.fleet {
+                Some(f) => f.plan(&req, &settings.config).await,
+                None => fleet::Plan::Local,
+            };
+            match planned {
+                fleet::Plan::Local => {}
+                fleet::Plan::Answer(text) => {
+                    return answer(
+                        ctx,
+                        &req,
+                        &settings,
+                        Reply {
+                            text,
+                            threaded: true,
+                        },
+                        since,
+                        m.recovered.is_some(),
+                        claim,
+                    )
+                    .await;
+                }
+                fleet::Plan::Jobs(jobs) => {
+                    let f = ctx.fleet.as_ref().expect("planned by the fleet");
+                    let timeout = settings
+                        .config
+                        .command(&jobs.command)
+                        .map_or(Duration::from_secs(30), |c| c.timeout);
+                    let request = req
+                        .event_id
+                        .clone()
+                        .unwrap_or_else(|| env.envelope_id.clone());
+                    match f.dispatch(&req, request, jobs, timeout).await {
+                        Some(r) => {
+                            return answer(
+                                ctx,
+                                &req,
+                                &settings,
+                                r,
+                                since,
+                                m.recovered.is_some(),
+                                claim,
+                            )
+                            .await
+                        }
+                        None => return,
+                    }
+                }
+            }
             match ctx.router.route(&req, &settings.config).await {
                 Routed::Reply(r) => r,
                 Routed::Command(c) => {
                     if let (Some(id), Some(store)) = (m.row, &ctx.store) {
                         let name = c.name().to_string();
-                        if let Err(e) = store
-                            .call(move |s| s.inbox()?.mark_running(id, &name))
-                            .await
-                        {
+                        if let Err(e) = store.call(move |s| s.inbox_mark_running(id, &name)).await {
                             tracing::warn!(row = id, "cannot note that `{}` starts ({e}); after a crash it could run twice", c.name());
                         }
                     }
@@ -278,17 +336,40 @@ async fn handle(ctx: &BotCtx, m: Inbound) {
             }
         }
     };
+    answer(
+        ctx,
+        &req,
+        &settings,
+        reply,
+        since,
+        m.recovered.is_some(),
+        claim,
+    )
+    .await;
+}
+
+/// Sends `reply` to `req`: once, looking first for a copy a process that
+/// died may have posted when the event was recovered and had been claimed.
+async fn answer(
+    ctx: &BotCtx,
+    req: &event::Request,
+    settings: &crate::settings::Settings,
+    reply: Reply,
+    since: u64,
+    recovered: bool,
+    claim: dedup::Claim,
+) {
     let via = if matches!(req.origin, Origin::SlashCommand { .. }) {
         "response_url"
     } else {
         "chat.postMessage"
     };
     // Only an event the dead process had claimed may have been answered.
-    let recovery = (m.recovered.is_some() && claim == dedup::Claim::Again).then_some(&ctx.recovery);
+    let recovery = (recovered && claim == dedup::Claim::Again).then_some(&ctx.recovery);
     match reply::deliver(
         &settings.web,
         &settings.identity,
-        &req,
+        req,
         &reply,
         since,
         recovery,

@@ -72,6 +72,12 @@ impl PreparedCommand {
 
     /// Runs it and turns its outcome into the reply.
     pub(crate) async fn run(self) -> Reply {
+        self.run_counted().await.0
+    }
+
+    /// Runs it; returns the reply and how it ended, in a word (`ok`,
+    /// `failed`, `signalled`, `timeout`, `spawn_failed`).
+    pub(crate) async fn run_counted(self) -> (Reply, &'static str) {
         let outcome = commands::run(&self.cmd, &self.argv, &self.caller, &self.stdin).await;
         tracing::info!(
             target: "audit",
@@ -92,10 +98,11 @@ impl PreparedCommand {
             commands::Ending::SpawnFailed(_) => "spawn_failed",
         };
         crate::metrics::global().command_ran(&self.cmd.name, counted, outcome.duration);
-        Reply {
+        let reply = Reply {
             text: commands::reply_text(&self.cmd.name, &outcome, self.reply_limit),
             threaded: true,
-        }
+        };
+        (reply, counted)
     }
 }
 

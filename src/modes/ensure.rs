@@ -215,6 +215,16 @@ fn check_and_repair(path: &Path, config: &Config) -> Result<(), Failure> {
             return Ok(());
         }
     };
+    // The common case first: a bot that holds the lock and heard from Slack
+    // recently is healthy, whatever runs it, and nothing would be done. Asking
+    // systemd (a `systemctl` run) would cost more than all of ensure's own work.
+    if let Ok(i) = Instance::read(&config.daemon.pidfile) {
+        let stale = config.supervise.heartbeat_timeout * 2;
+        if i.heartbeat.is_some() && i.hang(now_ms(), stale).is_none() {
+            tracing::debug!("ensure: slackbotd is running and healthy");
+            return Ok(());
+        }
+    }
     let facts = gather(config)?;
     let unit = &config.ensure.unit;
     match decide(&facts) {

@@ -109,7 +109,8 @@ pub(crate) fn dispatch(cli: Cli) -> i32 {
                 },
             )
         }
-        Command::Status { json } => return status::status(&source, json),
+        Command::Status { json, fleet: true } => return status::fleet(&source, json),
+        Command::Status { json, .. } => return status::status(&source, json),
         Command::Check => check::check(&source),
         Command::Completions { shell } => generate::completions(shell),
         Command::Manifest { name } => manifest::manifest(&name),

@@ -106,12 +106,28 @@ pub(crate) fn notify(src: &ConfigSource, req: &Request) -> Result<(), Failure> {
             },
         })
         .collect();
-    let mut store = Store::open(&config.daemon.state_dir, Durability::Full).map_err(|e| {
+    let store = Store::open(&config.daemon.state_dir, Durability::Full).map_err(|e| {
         Failure::new(
             crate::exit::HasExitCode::exit_code(&e),
             format!("not queued: {e}"),
         )
     })?;
+    // A fleet member queues into the fleet's outbox (or, while its database
+    // is away, here, to be moved there by the bot later).
+    let mut store: Box<dyn crate::store::Backend> = match &config.fleet {
+        Some(f) => {
+            let db = crate::fleet::Db::new(f, config.base_dir.as_deref())?;
+            let state =
+                std::sync::Arc::new(crate::fleet::FleetState::new(crate::fleet::host_name(f)));
+            Box::new(crate::fleet::store::FleetStore::new(
+                db,
+                state.host.clone(),
+                store,
+                state,
+            ))
+        }
+        None => Box::new(store),
+    };
     store.enqueue(&msgs, now_ms()).map_err(|e| {
         Failure::new(
             crate::exit::HasExitCode::exit_code(&e),

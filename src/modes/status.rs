@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::cli::ConfigSource;
 use crate::clock::{human, now_ms, rfc3339};
 use crate::config::Config;
+use crate::exit::ExitCode;
 use crate::store::history::Exit;
 use crate::store::outbox::QueueStats;
 use crate::store::Store;
@@ -264,4 +265,60 @@ pub(crate) fn status(src: &ConfigSource, json: bool) -> i32 {
             UNKNOWN
         }
     }
+}
+
+/// `status --fleet`: every host of the fleet, from its database. Exits 0
+/// when the database answered, 69 when it did not, 78 without `[fleet]`.
+pub(crate) fn fleet(src: &ConfigSource, json: bool) -> i32 {
+    let config = match Config::load(&src.path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("slackbotd: {e}");
+            return ExitCode::CONFIG.code();
+        }
+    };
+    let Some(f) = &config.fleet else {
+        eprintln!(
+            "slackbotd: {} has no [fleet] section: this host runs alone",
+            src.path.display()
+        );
+        return ExitCode::CONFIG.code();
+    };
+    let listed = crate::fleet::Db::new(f, config.base_dir.as_deref()).and_then(|db| {
+        let mut c = db.connect()?;
+        crate::fleet::hosts::list(&mut c).map_err(|e| db.classify(&e))
+    });
+    let members = match listed {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("slackbotd: {e}");
+            return crate::exit::HasExitCode::exit_code(&e).code();
+        }
+    };
+    if json {
+        println!("{}", json!({ "schema": 1, "hosts": members }));
+        return 0;
+    }
+    println!(
+        "{:<16} {:<5} {:<14} {:<9} {:>9} {:>5} {:>4} {:>6}",
+        "HOST", "LIVE", "TAGS", "VERSION", "SEEN", "SLOTS", "JOBS", "OUTBOX"
+    );
+    for m in &members {
+        println!(
+            "{:<16} {:<5} {:<14} {:<9} {:>9} {:>5} {:>4} {:>6}",
+            m.name,
+            if m.live { "yes" } else { "no" },
+            if m.tags.is_empty() {
+                "-".to_string()
+            } else {
+                m.tags.join(",")
+            },
+            m.version,
+            format!("{}s ago", m.seen_s.max(0.0).round() as u64),
+            m.slots,
+            m.jobs_running,
+            m.outbox_depth
+        );
+    }
+    0
 }

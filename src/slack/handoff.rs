@@ -24,13 +24,13 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::envelope::Envelope;
 use crate::health::Health;
-use crate::store::inbox::{Arrival, Inbox};
+use crate::store::inbox::{Arrival, InboxWriter};
 
 /// The queue between the socket thread and the dispatcher holds this many.
 pub(crate) const QUEUE: usize = 1024;
 /// How long the inbox write may wait for another writer before the batch is
 /// acknowledged without it (Slack redelivers after about 3 s).
-const INBOX_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const INBOX_WAIT: Duration = Duration::from_millis(500);
 /// How often answered rows are deleted when no batch comes to carry them.
 const TIDY_EVERY: Duration = Duration::from_secs(1);
 
@@ -111,22 +111,15 @@ impl std::fmt::Debug for Job {
 }
 
 impl Handoff {
-    /// A handoff to `queue`, recording in the inbox of `state_dir` when
-    /// there is one; `health` learns whether recording works.
+    /// A handoff to `queue`, recording in `inbox` when there is one;
+    /// `health` learns whether recording works.
     pub(crate) fn new(
         queue: mpsc::Sender<Inbound>,
-        state_dir: Option<&std::path::Path>,
+        inbox: Option<Box<dyn InboxWriter>>,
         overflow: Arc<Notify>,
         health: Arc<Health>,
     ) -> Handoff {
         let answered = Arc::new(Mutex::new(Vec::new()));
-        let inbox = state_dir.and_then(|dir| match Inbox::open(dir, INBOX_WAIT) {
-            Ok(inbox) => Some(inbox),
-            Err(e) => {
-                tracing::error!("{e}; events are acknowledged before they are recorded");
-                None
-            }
-        });
         let writer = inbox.and_then(|inbox| {
             let (tx, rx) = std_mpsc::channel();
             let (answered, health) = (answered.clone(), health.clone());
@@ -254,7 +247,7 @@ impl Handoff {
 
 /// The inbox writer: one commit per batch, answered rows deleted with it.
 fn write_loop(
-    mut inbox: Inbox,
+    mut inbox: Box<dyn InboxWriter>,
     jobs: std_mpsc::Receiver<Job>,
     answered: Arc<Mutex<Vec<i64>>>,
     health: Arc<Health>,
@@ -319,7 +312,7 @@ fn write_loop(
 }
 
 /// Deletes answered rows; on failure they wait for the next try.
-fn forget(inbox: &mut Inbox, ids: Vec<i64>, give_back: &dyn Fn(Vec<i64>)) {
+fn forget(inbox: &mut Box<dyn InboxWriter>, ids: Vec<i64>, give_back: &dyn Fn(Vec<i64>)) {
     if ids.is_empty() {
         return;
     }

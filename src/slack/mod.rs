@@ -7,5 +7,4 @@ pub(crate) mod envelope;
 pub(crate) mod handoff;
 pub(crate) mod pool;
 pub(crate) mod socket;
-pub(crate) mod tls;
 pub(crate) mod web;

@@ -1,5 +1,7 @@
 //! The set of Socket Mode connections the bot holds, one "slot" per
-//! configured connection.
+//! configured connection (or, for a fleet member, per fleet slot it holds:
+//! the count follows the fleet agent, and a slot given up closes its
+//! connection at once).
 //!
 //! Each slot keeps one connection up. When Slack asks for a refresh
 //! (`warning`, `refresh_requested`), when the connection goes stale, or when
@@ -62,15 +64,23 @@ pub(crate) struct PoolCtx {
     pub(crate) handoff: Arc<Handoff>,
     /// The next connection's number.
     next_id: AtomicU64,
+    /// For a fleet member: how many slots it holds, instead of the
+    /// configured number of connections.
+    held: Option<watch::Receiver<usize>>,
 }
 
 impl PoolCtx {
     /// A context handing envelopes over through `handoff`.
-    pub(crate) fn new(health: Arc<Health>, handoff: Arc<Handoff>) -> Arc<PoolCtx> {
+    pub(crate) fn new(
+        health: Arc<Health>,
+        handoff: Arc<Handoff>,
+        held: Option<watch::Receiver<usize>>,
+    ) -> Arc<PoolCtx> {
         Arc::new(PoolCtx {
             health,
             handoff,
             next_id: AtomicU64::new(1),
+            held,
         })
     }
 }
@@ -84,8 +94,13 @@ pub(crate) async fn run<S: PoolSettings>(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(usize, Result<(), PoolFatal>)>();
     let mut slots: Vec<watch::Sender<bool>> = Vec::new();
     let mut watch_settings = settings.clone();
+    let mut held = ctx.held.clone();
     let result = loop {
-        let want = watch_settings.borrow_and_update().connections();
+        let configured = watch_settings.borrow_and_update().connections();
+        let want = match held.as_mut() {
+            Some(h) => *h.borrow_and_update(),
+            None => configured,
+        };
         while slots.len() < want {
             let idx = slots.len();
             let (slot_stop_tx, slot_stop_rx) = watch::channel(false);
@@ -103,6 +118,9 @@ pub(crate) async fn run<S: PoolSettings>(
         }
         tokio::select! {
             r = watch_settings.changed() => if r.is_err() { break Ok(()) },
+            r = async { held.as_mut().expect("guarded").changed().await }, if held.is_some() => {
+                if r.is_err() { held = None; }
+            }
             Some((idx, r)) = done_rx.recv() => {
                 if let Err(e) = r {
                     break Err(e);

@@ -79,7 +79,7 @@ pub(crate) async fn open(
     hello_timeout: Duration,
 ) -> Result<(Ws, Hello), OpenError> {
     let url = web.open_socket_url().await?;
-    let tls = tokio_tungstenite::Connector::Rustls(super::tls::for_url(&url));
+    let tls = tokio_tungstenite::Connector::Rustls(crate::tls::for_url(&url));
     let connect =
         tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, Some(tls));
     let (mut ws, _) = match tokio::time::timeout(hello_timeout, connect).await {

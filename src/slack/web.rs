@@ -259,7 +259,7 @@ impl std::fmt::Debug for SlackWeb {
 /// when the API URL is https (see `tls`).
 fn connector(api_url: &str) -> Connector {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*super::tls::for_url(api_url)).clone())
+        .with_tls_config((*crate::tls::for_url(api_url)).clone())
         .https_or_http()
         .enable_http1()
         .enable_http2()
@@ -470,7 +470,7 @@ impl SlackWeb {
             detail,
         };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*super::tls::for_url(&self.api_url)).clone())
+            .with_tls_config((*crate::tls::for_url(&self.api_url)).clone())
             .https_or_http()
             .enable_http1()
             .build();
@@ -495,7 +495,7 @@ impl SlackWeb {
                     crate::clock::short(self.timeout)
                 )))
             }
-            Ok(Err(e)) => return Err(unreachable(plain_cause(&e))),
+            Ok(Err(e)) => return Err(unreachable(crate::cause::plain_cause(&e))),
             Ok(Ok(r)) => r,
         };
         let scopes = resp
@@ -570,65 +570,14 @@ impl SlackWeb {
 fn transport_detail(e: &SlackClientError) -> String {
     match e {
         SlackClientError::HttpProtocolError(p) => match &p.cause {
-            Some(c) => plain_cause(c.as_ref()),
+            Some(c) => crate::cause::plain_cause(c.as_ref()),
             None => "the HTTP exchange failed".into(),
         },
         SlackClientError::SystemError(s) => match &s.cause {
-            Some(c) => plain_cause(c.as_ref()),
+            Some(c) => crate::cause::plain_cause(c.as_ref()),
             None => s.message.clone().unwrap_or_else(|| "a system error".into()),
         },
         SlackClientError::EndOfStream(_) => "the connection closed before the answer".into(),
-        other => error_chain(other),
+        other => crate::cause::error_chain(other),
     }
-}
-
-/// The cause of a failed connection in a few words: the operating system's
-/// reason when there is one ("connection refused"), a failed name look-up,
-/// or else the innermost error's message.
-pub(crate) fn plain_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    let mut innermost = e.to_string();
-    let mut dns = false;
-    while let Some(c) = cur {
-        let text = c.to_string();
-        dns |= text.contains("dns error") || text.contains("failed to lookup address");
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            let said = match io.kind() {
-                K::ConnectionRefused => Some("connection refused"),
-                K::ConnectionReset => Some("connection reset"),
-                K::ConnectionAborted => Some("connection aborted"),
-                K::TimedOut => Some("connection timed out"),
-                K::HostUnreachable => Some("host unreachable"),
-                K::NetworkUnreachable => Some("network unreachable"),
-                K::AddrNotAvailable => Some("address not available"),
-                _ => None,
-            };
-            if let Some(s) = said {
-                return s.to_string();
-            }
-        }
-        if !text.is_empty() {
-            innermost = text;
-        }
-        cur = c.source();
-    }
-    if dns {
-        return format!("cannot resolve the host name: {innermost}");
-    }
-    innermost
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let cs = c.to_string();
-        if !s.contains(&cs) {
-            s.push_str(": ");
-            s.push_str(&cs);
-        }
-        cur = c.source();
-    }
-    s
 }

@@ -231,6 +231,30 @@ impl Inbox {
     }
 }
 
+/// What records envelopes before their acks: this host's SQLite inbox, or
+/// the fleet's table.
+pub(crate) trait InboxWriter: Send {
+    /// Records envelopes, and forgets the rows `answered`, in one
+    /// transaction; returns the new rows, in order.
+    fn record(
+        &mut self,
+        arrivals: &[Arrival<'_>],
+        answered: &[i64],
+        now_ms: u64,
+    ) -> Result<Vec<i64>, StoreError>;
+}
+
+impl InboxWriter for Inbox {
+    fn record(
+        &mut self,
+        arrivals: &[Arrival<'_>],
+        answered: &[i64],
+        now_ms: u64,
+    ) -> Result<Vec<i64>, StoreError> {
+        Inbox::record(self, arrivals, answered, now_ms)
+    }
+}
+
 impl Store {
     /// The inbox beside this store, opened on first use.
     pub(crate) fn inbox(&mut self) -> Result<&mut Inbox, StoreError> {

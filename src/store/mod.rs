@@ -10,12 +10,14 @@
 //! SQLite integers. The bot reaches the store through [`SharedStore`], a
 //! thread of its own, so no query ever runs on the event loop.
 
+pub(crate) mod backend;
 pub(crate) mod dedup;
 pub(crate) mod history;
 pub(crate) mod inbox;
 pub(crate) mod outbox;
 mod shared;
 
+pub(crate) use backend::Backend;
 pub(crate) use shared::SharedStore;
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -91,6 +93,11 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// Its database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The database path for a state directory.
     pub(crate) fn path_in(state_dir: &Path) -> PathBuf {
         state_dir.join(FILE_NAME)

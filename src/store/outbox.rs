@@ -63,6 +63,23 @@ fn pending(r: &Row) -> rusqlite::Result<Pending> {
     })
 }
 
+/// A message queued in this host's outbox and not yet moved to a fleet's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Queued {
+    /// Its row here.
+    pub(crate) id: i64,
+    /// Its idempotency key, kept across the move.
+    pub(crate) key: String,
+    /// Channel ID (or name).
+    pub(crate) channel: String,
+    /// The thread it goes in, if any.
+    pub(crate) thread_ts: Option<String>,
+    /// The text.
+    pub(crate) text: String,
+    /// When it was accepted.
+    pub(crate) created_ms: u64,
+}
+
 /// A fresh idempotency key.
 pub(crate) fn new_key() -> String {
     let a: u64 = rand::random();
@@ -195,6 +212,42 @@ impl Store {
                     })
                 },
             )
+        })
+    }
+
+    /// Up to `limit` messages waiting here, oldest first, to move into a
+    /// fleet's outbox.
+    pub(crate) fn queued_locally(&mut self, limit: usize) -> Result<Vec<Queued>, StoreError> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, key, channel, thread_ts, text, created_ms FROM outbox
+                 WHERE state = 'queued' ORDER BY id LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], |r| {
+                Ok(Queued {
+                    id: r.get(0)?,
+                    key: r.get(1)?,
+                    channel: r.get(2)?,
+                    thread_ts: r.get(3)?,
+                    text: r.get(4)?,
+                    created_ms: ms(r.get(5)?),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Forgets messages moved elsewhere.
+    pub(crate) fn forget_outbox(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        self.run(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+                for id in ids {
+                    stmt.execute([id])?;
+                }
+            }
+            tx.commit()
         })
     }
 

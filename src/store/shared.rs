@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, StoreError};
+use super::{Backend, StoreError};
 
 /// How many store jobs may wait at once.
 const QUEUE: usize = 256;
 
-type Job = Box<dyn FnOnce(&mut Store) + Send>;
+type Job = Box<dyn FnOnce(&mut dyn Backend) + Send>;
 
 /// A handle to the store thread; cheap to clone.
 #[derive(Debug, Clone)]
@@ -25,16 +25,20 @@ pub(crate) struct SharedStore {
 }
 
 impl SharedStore {
-    /// Moves `store` onto a new thread and returns the handle to it. The
-    /// thread ends when the last handle is dropped.
-    pub(crate) fn spawn(mut store: Store) -> std::io::Result<SharedStore> {
+    /// Moves `store` (named `path` in messages) onto a new thread and
+    /// returns the handle to it. The thread ends when the last handle is
+    /// dropped.
+    pub(crate) fn spawn(
+        mut store: Box<dyn Backend>,
+        path: &std::path::Path,
+    ) -> std::io::Result<SharedStore> {
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
-        let path: Arc<std::path::Path> = Arc::from(store.path.as_path());
+        let path: Arc<std::path::Path> = Arc::from(path);
         std::thread::Builder::new()
             .name("slackbotd-store".into())
             .spawn(move || {
                 while let Some(job) = rx.blocking_recv() {
-                    job(&mut store);
+                    job(store.as_mut());
                 }
             })?;
         Ok(SharedStore { jobs: tx, path })
@@ -44,7 +48,7 @@ impl SharedStore {
     pub(crate) async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |s| {
@@ -66,7 +70,8 @@ mod tests {
     #[tokio::test]
     async fn calls_run_in_order_off_the_caller() {
         let (_dir, store) = crate::store::tests::temp_store();
-        let shared = SharedStore::spawn(store).unwrap();
+        let path = store.path.clone();
+        let shared = SharedStore::spawn(Box::new(store), &path).unwrap();
         let me = std::thread::current().id();
         let there = shared
             .call(|_| Ok(std::thread::current().id()))

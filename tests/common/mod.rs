@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod container;
+pub mod pg;
 
 pub use fake_slack::{FakeSlack, Options};
 

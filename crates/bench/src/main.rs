@@ -543,9 +543,63 @@ fn main() -> ExitCode {
 }
 
 /// The systemd table: the shipped unit (and any tried with `--unit`) next
-/// to the minimal one, and daemon mode in the same container.
+/// to the minimal one, `ensure` on it, the cold start's breakdown by
+/// hardening group, and daemon mode in the same container.
 fn unit_rows(f: &systemd::Figures, judge: &dyn Fn(bool) -> Option<bool>) -> Vec<Row> {
     let minimal = f.units.iter().find(|u| u.name == "minimal");
+    let mut rows = shipped_rows(f, minimal, judge);
+    let version = summarize(&f.version);
+    if let Some(e) = summarize(&f.ensure) {
+        rows.push(Row {
+            figure: "ensure, healthy shipped unit, via nsenter (ms)".into(),
+            met: version.map(|v| e.median <= 2.0 * v.median).and_then(judge),
+            ours: Some(e),
+            peer: None,
+            ratio: Ratio::None,
+            target: format!(
+                "≤ 2× `--version` via nsenter ({:.1} ms)",
+                version.map(|v| v.median).unwrap_or(f64::NAN)
+            ),
+            decimals: 1,
+        });
+    }
+    if let Some((base, groups)) = f.groups.split_first() {
+        let b = summarize(&base.start);
+        rows.push(Row {
+            figure: "cold start, minimal + its directories (the base) (ms)".into(),
+            met: None,
+            ours: b,
+            peer: minimal.and_then(|m| summarize(&m.start)),
+            ratio: Ratio::OursOverPeer,
+            target: String::new(),
+            decimals: 1,
+        });
+        for g in groups {
+            let s = summarize(&g.start);
+            rows.push(Row {
+                figure: format!("cold start, base + {} (ms)", g.name),
+                met: None,
+                ours: s,
+                peer: b,
+                ratio: Ratio::OursOverPeer,
+                target: match (s, b) {
+                    (Some(s), Some(b)) => format!("{:+.1} ms over the base", s.median - b.median),
+                    _ => String::new(),
+                },
+                decimals: 1,
+            });
+        }
+    }
+    rows.push(daemon_row(f));
+    rows
+}
+
+/// The shipped unit's (and `--unit`'s) rows.
+fn shipped_rows(
+    f: &systemd::Figures,
+    minimal: Option<&systemd::UnitFigures>,
+    judge: &dyn Fn(bool) -> Option<bool>,
+) -> Vec<Row> {
     let mut rows = Vec::new();
     for u in f.units.iter().filter(|u| u.name != "minimal") {
         let label = |what: &str| {
@@ -630,7 +684,12 @@ fn unit_rows(f: &systemd::Figures, judge: &dyn Fn(bool) -> Option<bool>) -> Vec<
             decimals: 1,
         });
     }
-    rows.push(Row {
+    rows
+}
+
+/// Daemon mode in the same container, for comparison.
+fn daemon_row(f: &systemd::Figures) -> Row {
+    Row {
         figure: "daemon mode: kill -9 of the worker → new hello (ms)".into(),
         ours: summarize(&f.daemon_kill),
         peer: None,
@@ -638,6 +697,5 @@ fn unit_rows(f: &systemd::Figures, judge: &dyn Fn(bool) -> Option<bool>) -> Vec<
         target: String::new(),
         met: None,
         decimals: 1,
-    });
-    rows
+    }
 }

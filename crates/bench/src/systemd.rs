@@ -21,6 +21,25 @@ Restart=on-failure\nRestartSec=0\n\
 LoadCredential=slack-app-token:/etc/slackbotd/app-token\n\
 LoadCredential=slack-bot-token:/etc/slackbotd/bot-token\n";
 
+/// What every hardening group needs to start at all: its own state and
+/// runtime directories (`ProtectSystem=strict` makes the rest read-only).
+const DIRS: &str = "RuntimeDirectory=slackbotd\nStateDirectory=slackbotd\n";
+
+/// The shipped unit's hardening, in groups, each measured alone on top of
+/// the minimal unit with [`DIRS`]: where the cold start's time goes.
+pub const GROUPS: &[(&str, &str)] = &[
+    ("ProtectKernelTunables", "ProtectKernelTunables=yes\n"),
+    ("the file-system group", "ProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\nPrivateMounts=yes\nPrivateDevices=yes\nPrivateIPC=yes\n"),
+    ("ProtectProc", "ProtectProc=invisible\n"),
+    ("DynamicUser", "DynamicUser=yes\n"),
+    ("ProtectKernelLogs", "ProtectKernelLogs=yes\n"),
+    ("ProtectKernelModules", "ProtectKernelModules=yes\n"),
+    ("ProtectControlGroups", "ProtectControlGroups=yes\n"),
+    ("PrivateUsers", "PrivateUsers=yes\n"),
+    ("SystemCallFilter", "SystemCallArchitectures=native\nSystemCallFilter=@system-service\nSystemCallFilter=~@privileged @resources\nSystemCallErrorNumber=EPERM\n"),
+    ("the rest", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\nRestrictNamespaces=yes\nRestrictRealtime=yes\nRestrictSUIDSGID=yes\nLockPersonality=yes\nProtectHostname=yes\nProtectClock=yes\nNoNewPrivileges=yes\nCapabilityBoundingSet=\nKeyringMode=private\nRemoveIPC=yes\nUMask=0077\n"),
+];
+
 /// What one unit measured.
 #[derive(Debug, Clone, Default)]
 pub struct UnitFigures {
@@ -43,6 +62,13 @@ pub struct Figures {
     pub units: Vec<UnitFigures>,
     /// Daemon mode: `kill -9` of the worker → the next hello (ms).
     pub daemon_kill: Vec<f64>,
+    /// Cold starts of the minimal unit with [`DIRS`] (the base), then with
+    /// each of [`GROUPS`] added, in that order.
+    pub groups: Vec<UnitFigures>,
+    /// `slackbotd ensure` inside the container, the shipped unit healthy (ms).
+    pub ensure: Vec<f64>,
+    /// `slackbotd --version` inside the container, the yardstick (ms).
+    pub version: Vec<f64>,
 }
 
 /// Whether this machine can boot the container.
@@ -141,6 +167,22 @@ pub fn measure(
         out.units
             .push(one_unit(&c, &fake, name, text, starts, kills)?);
     }
+    crate::progress("systemd: ensure on the healthy shipped unit");
+    (out.ensure, out.version) = ensure(&c, starts * 3)?;
+    crate::progress("systemd: the cold start, one hardening group at a time");
+    let base = format!("{MINIMAL}{DIRS}");
+    out.groups
+        .push(one_unit(&c, &fake, "base", &base, starts, 0)?);
+    for (name, lines) in GROUPS {
+        out.groups.push(one_unit(
+            &c,
+            &fake,
+            name,
+            &format!("{base}{lines}"),
+            starts,
+            0,
+        )?);
+    }
     crate::progress("systemd: daemon mode in the same container");
     out.daemon_kill = daemon(&c, &fake, kills)?;
     let _ = std::fs::remove_file(&log);
@@ -209,6 +251,37 @@ fn one_unit(
         path.display()
     ));
     Ok(f)
+}
+
+/// `ensure` on the healthy shipped unit, and `--version`, each `n` times,
+/// both through the same `nsenter` (so its cost is in both).
+fn ensure(c: &Container, n: usize) -> Result<(Vec<f64>, Vec<f64>), Failed> {
+    let path = "/run/systemd/system/slackbotd.service";
+    c.write(path, &shipped(), 0o644);
+    c.ok("systemctl daemon-reload && systemctl reset-failed slackbotd 2>/dev/null; systemctl start slackbotd");
+    std::thread::sleep(Duration::from_millis(1500));
+    let time = |cmd: &str| -> Result<Vec<f64>, Failed> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            let out = c.sh(cmd);
+            v.push(ms(t.elapsed()));
+            if !out.status.success() || !out.stdout.is_empty() && cmd.ends_with("ensure") {
+                return Err(format!(
+                    "`{cmd}` on a healthy unit was not silent: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        Ok(v)
+    };
+    let ensure = time("/opt/slackbotd/slackbotd --config /etc/slackbotd/slackbotd.toml ensure")?;
+    let version = time("/opt/slackbotd/slackbotd --version")?;
+    c.sh(&format!(
+        "systemctl stop slackbotd; rm -f {path}; systemctl daemon-reload"
+    ));
+    Ok((ensure, version))
 }
 
 fn daemon(c: &Container, fake: &FakeSlack, kills: usize) -> Result<Vec<f64>, Failed> {

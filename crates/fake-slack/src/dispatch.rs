@@ -1,4 +1,5 @@
-//! Envelope routing: each envelope goes to one live connection, round-robin, or
+//! Envelope routing: each envelope goes to one live connection, chosen at
+//! random as Slack does, or
 //! waits in a queue until one connects. Un-acked `events_api` envelopes are sent
 //! again after `redelivery_after` with a new envelope id and `retry_attempt + 1`.
 

@@ -90,12 +90,12 @@ pub(crate) struct Inner {
     pub(crate) commands: Vec<CommandRoute>,
     pub(crate) idempotency_keys: HashSet<String>,
     pub(crate) clock: TsClock,
-    pub(crate) round_robin: usize,
     pub(crate) workspace: crate::workspace::Workspace,
 }
 
 impl Inner {
-    /// The next live connection, round-robin.
+    /// A live connection chosen at random, as Slack gives each envelope to
+    /// any one of an app's connections.
     pub(crate) fn pick_live(&mut self) -> Option<u64> {
         let live: Vec<u64> = self
             .handles
@@ -106,9 +106,7 @@ impl Inner {
         if live.is_empty() {
             return None;
         }
-        let id = live[self.round_robin % live.len()];
-        self.round_robin = self.round_robin.wrapping_add(1);
-        Some(id)
+        Some(live[rand::random_range(0..live.len())])
     }
 
     pub(crate) fn is_live(&self, id: u64) -> bool {

@@ -199,7 +199,15 @@ fn auth_test() -> Reply {
     }))
 }
 
+/// Slack's limit of Socket Mode connections per app.
+pub const MAX_CONNECTIONS: usize = 10;
+
 fn connections_open(shared: &Shared) -> Reply {
+    // Every WebSocket of the app that is not closed counts.
+    let open = shared.read(|inner| inner.handles.len());
+    if open >= MAX_CONNECTIONS {
+        return Reply::error(200, "too_many_websockets");
+    }
     let ticket = ids::uuid_like();
     shared.update(|inner| inner.tickets.insert(ticket.clone()));
     Reply::ok(json!({

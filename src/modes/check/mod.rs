@@ -100,6 +100,11 @@ pub(crate) fn check(src: &ConfigSource) -> Result<(), Failure> {
             note(ExitCode::CONFIG);
         }
     }
+    if let Some(f) = &config.fleet {
+        if let Err(code) = fleet(f, config.base_dir.as_deref()) {
+            note(code);
+        }
+    }
     match rt.block_on(web.auth_test()) {
         Ok(id) => {
             ok(&format!(
@@ -190,4 +195,67 @@ async fn slack_needs(web: &SlackWeb, config: &Config, bot: &str) -> bool {
         failed |= say(&needs::channel(&id, u, &why, &seen, bot, public_posts));
     }
     failed
+}
+
+/// `[fleet]`: the database answers, with which server, and the schema's
+/// state; a refused login, a missing database or a server that is away,
+/// each in words, with its exit code.
+fn fleet(
+    f: &crate::config::FleetConfig,
+    base_dir: Option<&std::path::Path>,
+) -> Result<(), ExitCode> {
+    use crate::fleet::schema::{self, State};
+    let host = crate::fleet::host_name(f);
+    let db = crate::fleet::Db::new(f, base_dir).map_err(|e| {
+        fail(&e.to_string());
+        e.exit_code()
+    })?;
+    let mut c = db.connect().map_err(|e| {
+        fail(&e.to_string());
+        e.exit_code()
+    })?;
+    let version = c
+        .query_one("SHOW server_version", &[])
+        .map(|r| r.get::<_, String>(0))
+        .unwrap_or_else(|_| "?".into());
+    ok(&format!(
+        "the fleet database {} answers (PostgreSQL {version})",
+        db.target()
+    ));
+    match schema::state(&db, &mut c) {
+        Ok(State::Current) => ok(&format!(
+            "its schema is at version {}, this slackbotd's",
+            schema::SCHEMA_VERSION
+        )),
+        Ok(State::Empty) => ok("its schema is empty: the first host to start creates the tables"),
+        Ok(State::Older(v)) => ok(&format!(
+            "its schema is at version {v}: the next start brings it to {}",
+            schema::SCHEMA_VERSION
+        )),
+        Ok(State::Newer(v)) => {
+            fail(
+                &crate::fleet::FleetError::TooNew {
+                    found: v,
+                    known: schema::SCHEMA_VERSION,
+                }
+                .to_string(),
+            );
+            return Err(ExitCode::CONFIG);
+        }
+        Err(e) => {
+            fail(&e.to_string());
+            return Err(e.exit_code());
+        }
+    }
+    ok(&format!(
+        "this host joins the fleet as {host}{}, sharing {} Socket Mode connection(s), lease {}",
+        if f.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" (tags: {})", f.tags.join(", "))
+        },
+        f.connections,
+        crate::clock::short(f.lease)
+    ));
+    Ok(())
 }
