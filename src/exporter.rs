@@ -53,6 +53,8 @@ pub(crate) struct Sources {
     pub(crate) health: Arc<Health>,
     /// The store, for the outbox.
     pub(crate) store: Option<SharedStore>,
+    /// The fleet's state, for a member.
+    pub(crate) fleet: Option<Arc<crate::fleet::FleetState>>,
 }
 
 impl Sources {
@@ -88,6 +90,10 @@ impl Sources {
             durable: h.durable,
             outbox,
             restarts,
+            fleet: self
+                .fleet
+                .as_ref()
+                .map(|f| (f.slots_held() as u64, f.db_up())),
         }
     }
 

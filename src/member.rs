@@ -167,6 +167,7 @@ pub(crate) fn start(m: &Member, p: Parts) -> std::io::Result<std::thread::JoinHa
         m.db.clone(),
         m.state.host.clone(),
         jobs_wake.clone(),
+        p.wake.clone(),
         p.stop.clone(),
     )?;
     tokio::spawn(crate::bot::jobs::runner(

@@ -44,6 +44,13 @@ pub(crate) struct KindLabel {
     pub(crate) kind: &'static str,
 }
 
+/// The label of a fleet job's outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    /// `ok`, `failed`, `timeout`, `signalled`, `spawn_failed`, `refused` or `undelivered`.
+    pub(crate) outcome: &'static str,
+}
+
 /// The labels of a command's duration: its name only.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CommandName {
@@ -81,6 +88,8 @@ pub(crate) struct Metrics {
     delivered: Counter,
     /// Web API calls, by method and outcome.
     calls: Family<CallLabels, Counter>,
+    /// Fleet jobs this host ran, by outcome.
+    jobs: Family<OutcomeLabel, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -93,6 +102,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     replies: Counter::default(),
     delivered: Counter::default(),
     calls: Family::default(),
+    jobs: Family::default(),
 });
 
 /// The process's metrics.
@@ -137,6 +147,11 @@ impl Metrics {
         self.spilled.inc();
     }
 
+    /// Counts a fleet job this host ran, by how it ended.
+    pub(crate) fn job_ran(&self, outcome: &'static str) {
+        self.jobs.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
     /// Counts a reply posted.
     pub(crate) fn reply_posted(&self) {
         self.replies.inc();
@@ -174,6 +189,8 @@ pub(crate) struct Snapshot {
     pub(crate) outbox: Option<OutboxFigures>,
     /// Unclean exits of the bot recorded in the store, by kind of cause.
     pub(crate) restarts: Vec<(String, u64)>,
+    /// For a fleet member: slots held, and whether the database answers.
+    pub(crate) fleet: Option<(u64, bool)>,
 }
 
 /// The outbox at scrape time.
@@ -285,7 +302,28 @@ pub(crate) fn render(s: &Snapshot) -> String {
         "Unclean ends of the bot as the store recorded them, by cause (hang, watchdog, signal, exit_code, unknown)",
         restarts,
     );
+    if let Some((slots, up)) = s.fleet {
+        count_gauge(
+            &mut r,
+            "fleet_slots_held",
+            "Socket Mode connection slots of the fleet this host holds",
+            slots,
+        );
+        count_gauge(
+            &mut r,
+            "fleet_database_up",
+            "1 when the fleet's database answered last time it was asked",
+            u64::from(up),
+        );
+    }
     let m = global();
+    if s.fleet.is_some() {
+        r.register(
+            "fleet_jobs",
+            "Jobs of the fleet this host ran, by outcome",
+            m.jobs.clone(),
+        );
+    }
     r.register(
         "envelopes_acked",
         "Envelopes acknowledged to Slack, by kind",
@@ -395,8 +433,11 @@ mod tests {
                 failed: 1,
             }),
             restarts: vec![("signal".into(), 2)],
+            fleet: Some((2, true)),
         });
         for line in [
+            "slackbotd_fleet_slots_held 2",
+            "slackbotd_fleet_database_up 1",
             "slackbotd_connections 2",
             "slackbotd_connections_fresh 1",
             "slackbotd_last_frame_age_seconds 1.5",

@@ -279,8 +279,18 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
         health.clone(),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let fleet_ctx = member.as_ref().map(|m| {
+        Arc::new(crate::bot::fleet::FleetCtx::new(
+            m.pool.clone(),
+            m.state.host.clone(),
+        ))
+    });
     let mut info = BotInfo::new(opts.mode, Some(health.clone()));
     info.store = store.clone();
+    if let Some(m) = &member {
+        info.host = m.state.host.clone();
+    }
+    info.fleet = fleet_ctx.clone();
     let dedup = match &store {
         Some(s) => Seen::Persistent {
             store: s.clone(),
@@ -295,12 +305,7 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
         store: store.clone(),
         handoff: handoff.clone(),
         recovery: crate::bot::recovery::Recovery::new(recover_since),
-        fleet: member.as_ref().map(|m| {
-            Arc::new(crate::bot::fleet::FleetCtx::new(
-                m.pool.clone(),
-                m.state.host.clone(),
-            ))
-        }),
+        fleet: fleet_ctx,
     });
     let wake = Arc::new(Notify::new());
     let wake_path = crate::wake::path_for(&opts.pidfile);
@@ -318,6 +323,10 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
             settings_rx.clone(),
             wake.clone(),
             health.subscribe(),
+            // A fleet member is named as the fleet knows it.
+            member
+                .as_ref()
+                .map_or_else(crate::host::hostname, |m| m.state.host.clone()),
         ));
     }
     // Before the first connection: a bad [metrics] fails the start.
@@ -328,6 +337,7 @@ async fn serve(settings: Settings, opts: ServiceOpts) -> Result<(), ServiceError
         crate::exporter::Sources {
             health: health.clone(),
             store: store.clone(),
+            fleet: member.as_ref().map(|m| m.state.clone()),
         },
     )
     .await?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::pg::{Pg, PASSWORD};
+use common::pg::{self, Pg, PASSWORD};
 use common::*;
 
 /// A fake Slack, a database, and the hosts' directories.
@@ -61,7 +61,7 @@ impl Drop for Host {
 
 impl Fleet {
     fn new() -> Option<Fleet> {
-        let pg = Pg::start()?;
+        let pg = pg::start()?;
         Some(Fleet {
             s: Setup::new(),
             pg,
@@ -583,4 +583,107 @@ fn the_fleet_answers_through_a_database_outage_and_then_delivers_what_waited() {
         sorted.sort();
         assert_eq!(mine, sorted, "in order");
     }
+}
+
+#[test]
+fn status_help_and_metrics_show_the_fleet() {
+    let Some(f) = Fleet::new() else { return };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut hosts = [
+        f.host(
+            "alpha",
+            &["web"],
+            1,
+            "3s",
+            &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+        ),
+        f.host(
+            "beta",
+            &["db"],
+            1,
+            "3s",
+            "[[command]]\nname = \"backup\"\nrun = [\"/bin/echo\", \"saved\"]\n",
+        ),
+    ];
+    for h in hosts.iter_mut() {
+        f.start(h);
+    }
+    assert!(f.wait_members(2, secs(20)));
+    assert!(f.s.fake.wait_live_connections(1, secs(10)).is_some());
+
+    let out =
+        f.s.output(&hosts[0].config, &["status", "--fleet", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], 1);
+    let names: Vec<&str> = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    assert_eq!(v["hosts"][1]["tags"][0], "db");
+    assert_eq!(v["hosts"][1]["commands"][0], "backup");
+    let slots: i64 = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["slots"].as_i64().unwrap())
+        .sum();
+    assert_eq!(slots, 1, "one slot, held by one host");
+    let text = text_of(&f.s.output(&hosts[1].config, &["status", "--fleet"]));
+    assert!(
+        text.contains("HOST") && text.contains("alpha") && text.contains("beta"),
+        "{text}"
+    );
+
+    // In Slack: status has a line per host; help says where commands run,
+    // and an unaddressed command defined elsewhere runs there.
+    f.s.fake.send_mention("C1", "U1", "status", None);
+    let st =
+        f.s.fake
+            .wait_posts_containing("fleet: this is", secs(10))
+            .expect("status answered");
+    assert!(
+        st.text.contains("`alpha`") && st.text.contains("`beta` [db] live"),
+        "{}",
+        st.text
+    );
+    f.s.fake.send_mention("C1", "U1", "help", None);
+    let help =
+        f.s.fake
+            .wait_posts_containing("address hosts", secs(10))
+            .expect("help answered");
+    assert!(help.text.contains("`backup` on beta"), "{}", help.text);
+    let receiver =
+        f.pg.query("SELECT host FROM sbd_slots WHERE lease_until > now() AND host IS NOT NULL")
+            .unwrap_or_default();
+    f.s.fake.send_mention("C1", "U1", "backup", None);
+    let saved =
+        f.s.fake
+            .wait_posts_containing("saved", secs(10))
+            .expect("run on beta");
+    if receiver.trim() == "alpha" {
+        assert!(
+            saved.text.starts_with("*beta*: "),
+            "sent to beta: {}",
+            saved.text
+        );
+    } else {
+        assert_eq!(saved.text.trim(), "saved", "run where it arrived");
+    }
+
+    // Metrics: the member's slots and the database's state.
+    let scraped = wait_until(secs(10), || {
+        std::process::Command::new("curl")
+            .args(["-s", &format!("http://127.0.0.1:{port}/metrics")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("slackbotd_fleet_database_up 1"))
+            .unwrap_or(false)
+    });
+    assert!(scraped, "the fleet's figures are exported");
 }

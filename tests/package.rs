@@ -156,7 +156,7 @@ fn the_package_installs_runs_upgrades_and_purges_cleanly() {
         .contains("socket_mode_enabled: true"));
 
     // INSTALL.md's package path: tokens, configuration, check, enable --now.
-    container::configure(&c, &s, "s|^# connections = .*|connections = 1|");
+    container::configure(&c, &s, "0,/^# connections = .*/s//connections = 1/");
     let check = c.sh("slackbotd check");
     assert!(
         check.status.success(),

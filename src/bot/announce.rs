@@ -132,12 +132,12 @@ pub(crate) async fn run(
     settings: SettingsRx,
     wake: Arc<Notify>,
     mut connected: tokio::sync::watch::Receiver<u64>,
+    host: String,
 ) {
     // The first hello.
     if connected.wait_for(|n| *n > 0).await.is_err() {
         return;
     }
-    let host = crate::host::hostname();
     loop {
         let (channel, quiet) = {
             let s = settings.borrow();

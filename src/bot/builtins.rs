@@ -23,6 +23,8 @@ pub(crate) struct BotInfo {
     pub(crate) health: Option<Arc<Health>>,
     /// The state store (restarts, outbox), when open.
     pub(crate) store: Option<crate::store::SharedStore>,
+    /// The fleet, for a member of one.
+    pub(crate) fleet: Option<Arc<crate::bot::fleet::FleetCtx>>,
 }
 
 impl BotInfo {
@@ -35,6 +37,7 @@ impl BotInfo {
             started: Instant::now(),
             health,
             store: None,
+            fleet: None,
         }
     }
 }
@@ -67,6 +70,70 @@ pub(crate) fn help(config: &Config, user: &str, channel: &str) -> String {
         }
     }
     s
+}
+
+/// For a fleet member, what `help` adds: how to address hosts, and the
+/// commands other hosts define, with where each runs.
+pub(crate) async fn fleet_help(info: &BotInfo, config: &Config) -> Option<String> {
+    let fleet = info.fleet.as_ref()?;
+    let mut s =
+        String::from("\nIn this fleet, address hosts: `on HOST CMD`, `on TAG CMD`, `on all CMD`.");
+    let Ok(members) = fleet.members().await else {
+        s.push_str(" (The fleet's database does not answer now.)");
+        return Some(s);
+    };
+    let mut where_: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for m in members.iter().filter(|m| m.live) {
+        for c in &m.commands {
+            where_.entry(c.as_str()).or_default().push(m.name.as_str());
+        }
+    }
+    if !where_.is_empty() {
+        s.push_str("\nCommands in the fleet, and where they run:");
+        for (cmd, hosts) in where_ {
+            let here = if config.command(cmd).is_some() {
+                " (here too)"
+            } else {
+                ""
+            };
+            s.push_str(&format!("\n• `{cmd}` on {}{here}", hosts.join(", ")));
+        }
+    }
+    Some(s)
+}
+
+/// For a fleet member, what `status` adds: a line per host.
+async fn fleet_status(fleet: &crate::bot::fleet::FleetCtx) -> String {
+    match fleet.members().await {
+        Err(e) => format!("\nfleet: {e}; this host answers on its own"),
+        Ok(members) => {
+            let live = members.iter().filter(|m| m.live).count();
+            let mut s = format!(
+                "\nfleet: this is `{}`; {} of {} live",
+                fleet.host,
+                live,
+                crate::text::count(members.len() as u64, "host", "hosts")
+            );
+            for m in &members {
+                s.push_str(&format!(
+                    "\n• `{}`{} {} {}, seen {} ago, {}, {} running, {} waiting here",
+                    m.name,
+                    if m.tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", m.tags.join(", "))
+                    },
+                    if m.live { "live" } else { "GONE" },
+                    m.version,
+                    human(Duration::from_secs_f64(m.seen_s.max(0.0))),
+                    crate::text::count(m.slots as u64, "slot", "slots"),
+                    crate::text::count(m.jobs_running as u64, "job", "jobs"),
+                    m.outbox_depth
+                ));
+            }
+            s
+        }
+    }
 }
 
 /// `status`: what runs, where, for how long, and how healthy.
@@ -120,6 +187,9 @@ pub(crate) async fn status(info: &BotInfo) -> String {
                 s.push_str(&format!(", {} failed for good", q.failed));
             }
         }
+    }
+    if let Some(f) = &info.fleet {
+        s.push_str(&fleet_status(f).await);
     }
     s
 }

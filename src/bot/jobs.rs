@@ -84,6 +84,7 @@ async fn run(ctx: &BotCtx, host: &str, job: Job) -> &'static str {
         text: format!("*{host}*: {}", reply.text),
         threaded: true,
     };
+    crate::metrics::global().job_ran(outcome);
     let since = crate::clock::now_ms();
     if let Err(e) =
         super::reply::deliver(&settings.web, &settings.identity, &req, &reply, since, None).await

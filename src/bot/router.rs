@@ -163,7 +163,13 @@ impl Router {
         let args = &words[1..];
         let reply = match name.as_str() {
             "ping" => Reply::plain(builtins::ping()),
-            "help" => Reply::plain(builtins::help(config, &req.user, &req.channel)),
+            "help" => {
+                let mut text = builtins::help(config, &req.user, &req.channel);
+                if let Some(more) = builtins::fleet_help(&self.info, config).await {
+                    text.push_str(&more);
+                }
+                Reply::plain(text)
+            }
             "status" => match access::check_status(&config.bot, &req.user, &req.channel) {
                 Verdict::Allowed => Reply::plain(builtins::status(&self.info).await),
                 refused => {

@@ -183,13 +183,19 @@ pub(crate) fn prune(c: &mut Client) -> Result<u64, postgres::Error> {
     )
 }
 
+/// The channel every host hears when a notification is queued: the one
+/// that delivers the outbox starts at once instead of at its next poll.
+pub(crate) const OUTBOX_CHANNEL: &str = "sbd_outbox";
+
 /// Listens on `host`'s job channel and rings `wake` for each notification,
 /// and once a second in any case (a notification lost while the connection
-/// was away must not strand a job). Reconnects after a failure.
+/// was away must not strand a job); on the outbox's channel, rings
+/// `outbox`. Reconnects after a failure.
 pub(crate) fn listen(
     db: super::Db,
     host: String,
     wake: std::sync::Arc<tokio::sync::Notify>,
+    outbox: std::sync::Arc<tokio::sync::Notify>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     use std::sync::atomic::Ordering;
@@ -198,7 +204,10 @@ pub(crate) fn listen(
         .spawn(move || {
             // The channel name is quoted as an identifier; host names are
             // checked to hold no quote.
-            let listen = format!("LISTEN \"{}\"", channel(&host).replace('"', "\"\""));
+            let listen = format!(
+                "LISTEN \"{}\"; LISTEN {OUTBOX_CHANNEL}",
+                channel(&host).replace('"', "\"\"")
+            );
             while !stop.load(Ordering::Relaxed) {
                 let mut c = match db.connect_within(Duration::from_secs(2)) {
                     Ok(c) => c,
@@ -217,6 +226,10 @@ pub(crate) fn listen(
                     use postgres::fallible_iterator::FallibleIterator;
                     let mut it = n.timeout_iter(Duration::from_secs(1));
                     match it.next() {
+                        Ok(Some(m)) if m.channel() == OUTBOX_CHANNEL => {
+                            outbox.notify_one();
+                            continue;
+                        }
                         Ok(_) => {}
                         Err(_) => break,
                     }

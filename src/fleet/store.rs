@@ -142,6 +142,7 @@ impl FleetStore {
                     &[&r.key, &r.channel, &r.thread_ts, &r.text, &ms_sql(r.created_ms), &host],
                 )?;
             }
+            tx.execute("SELECT pg_notify($1, '')", &[&super::jobs::OUTBOX_CHANNEL])?;
             tx.commit()
         })
         .map_err(|e| self.store_err(e))?;
@@ -292,6 +293,8 @@ impl Backend for FleetStore {
                 )?;
                 ids.push(row.get(0));
             }
+            // Whichever host delivers the outbox starts now.
+            tx.execute("SELECT pg_notify($1, '')", &[&super::jobs::OUTBOX_CHANNEL])?;
             tx.commit()?;
             Ok(ids)
         });

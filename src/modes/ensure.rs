@@ -215,12 +215,17 @@ fn check_and_repair(path: &Path, config: &Config) -> Result<(), Failure> {
             return Ok(());
         }
     };
-    // The common case first: a bot that holds the lock and heard from Slack
-    // recently is healthy, whatever runs it, and nothing would be done. Asking
-    // systemd (a `systemctl` run) would cost more than all of ensure's own work.
+    // The common case first: a bot that holds the lock, heard from Slack
+    // recently, and runs where it should (the unit, where systemd runs) is
+    // healthy, and nothing would be done. Asking systemd (a `systemctl` run)
+    // would cost more than all of ensure's own work.
     if let Ok(i) = Instance::read(&config.daemon.pidfile) {
         let stale = config.supervise.heartbeat_timeout * 2;
-        if i.heartbeat.is_some() && i.hang(now_ms(), stale).is_none() {
+        let healthy = i.heartbeat.is_some() && i.hang(now_ms(), stale).is_none();
+        let managed = !crate::modes::check::setup::systemd_runs()
+            || i.holder
+                .is_some_and(|pid| in_unit(pid, &config.ensure.unit));
+        if healthy && managed {
             tracing::debug!("ensure: slackbotd is running and healthy");
             return Ok(());
         }
@@ -301,6 +306,16 @@ fn say_once(lockfile: &Path, loud: Loud, what: &str) {
         }
     }
     let _ = crate::files::write_atomic(&said, what.as_bytes(), 0o644);
+}
+
+/// Whether process `pid` runs in `unit`'s control group.
+fn in_unit(pid: u32, unit: &str) -> bool {
+    let suffix = format!("/{unit}");
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| {
+        c.lines()
+            .filter_map(|l| l.rsplit(':').next())
+            .any(|path| path.ends_with(&suffix))
+    })
 }
 
 /// Looks at the unit, the lock and the heartbeat.

@@ -5,6 +5,7 @@
 //! `--quick` only keeps the benchmark from rotting: tiny sample counts, no
 //! file written, and no timing judged.
 
+mod fleet;
 mod measure;
 mod peers;
 mod report;
@@ -265,6 +266,20 @@ fn main() -> ExitCode {
         }
     }
 
+    let mut fleet_measured = None;
+    if wanted("fleet") {
+        match fleet::available() {
+            Some(why) => eprintln!("bench: fleet figures skipped: {why}"),
+            None => {
+                let (kills, pings, notes) = if cli.quick { (1, 3, 40) } else { (5, 30, 400) };
+                match fleet::measure(&programs.bot, kills, pings, notes) {
+                    Ok(f) => fleet_measured = Some(f),
+                    Err(e) => note(Kind::Slackbotd, "fleet", e),
+                }
+            }
+        }
+    }
+
     let judge = |ok: bool| (!cli.quick).then_some(ok);
     let pick = |v: &Option<(Vec<f64>, Vec<f64>)>, second: bool| {
         v.as_ref()
@@ -481,12 +496,22 @@ fn main() -> ExitCode {
         .as_ref()
         .map(|f| unit_rows(f, &judge))
         .unwrap_or_default();
+    let fleet_rows = fleet_measured
+        .as_ref()
+        .map(|f| fleet_rows(f, &judge))
+        .unwrap_or_default();
     let table = report::text(&rows, report::PEER_HEAD);
     println!("\n{table}");
     if !unit_rows.is_empty() {
         println!(
             "\nUnder systemd, in a container:\n{}",
             report::text(&unit_rows, report::UNIT_HEAD)
+        );
+    }
+    if !fleet_rows.is_empty() {
+        println!(
+            "\nThe fleet, two hosts sharing one slot over a local PostgreSQL:\n{}",
+            report::text(&fleet_rows, report::FLEET_HEAD)
         );
     }
     println!("Medians, with the 10th–90th percentile in brackets. Ratios compare medians.");
@@ -511,6 +536,15 @@ fn main() -> ExitCode {
                     format!(
                         "\nUnder systemd, booted in a container on the same machine, in the same run (ratios: shipped over minimal):\n\n{}",
                         report::markdown(&unit_rows, report::UNIT_HEAD)
+                    )
+                }
+                + &if fleet_rows.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "\nThe fleet: two hosts sharing one connection slot over a local PostgreSQL, in the same run (lease {}):\n\n{}",
+                        fleet_measured.as_ref().map(|f| format!("{} s", f.lease.as_secs())).unwrap_or_default(),
+                        report::markdown(&fleet_rows, report::FLEET_HEAD)
                     )
                 },
             n.starts,
@@ -685,6 +719,75 @@ fn shipped_rows(
         });
     }
     rows
+}
+
+/// The fleet table: what a member costs next to a lone bot, and how fast a
+/// dead host's slot comes back.
+fn fleet_rows(f: &fleet::Figures, judge: &dyn Fn(bool) -> Option<bool>) -> Vec<Row> {
+    let here = summarize(&f.ping_here);
+    let slot = summarize(&f.ping_slot);
+    let slotless = summarize(&f.ping_slotless);
+    let takeover = summarize(&f.takeover);
+    let lease_ms = f.lease.as_secs_f64() * 1000.0;
+    let mib = |kib: f64| summarize(&[kib / 1024.0]);
+    vec![
+        Row {
+            figure: "kill -9 of the slot's host → a new hello elsewhere (ms)".into(),
+            met: takeover
+                .map(|t| t.median <= lease_ms + 5000.0)
+                .and_then(judge),
+            ours: takeover,
+            peer: None,
+            ratio: Ratio::None,
+            target: format!("≤ lease + 5 s ({:.0} ms)", lease_ms + 5000.0),
+            decimals: 0,
+        },
+        Row {
+            figure: "ping, `on HOST ping` to the host with the slot (ms)".into(),
+            met: match (slot, here) {
+                (Some(s), Some(h)) => judge(s.median - h.median < 5.0),
+                _ => None,
+            },
+            ours: slot,
+            peer: here,
+            ratio: Ratio::OursOverPeer,
+            target: "median within 5 ms of an unaddressed ping".into(),
+            decimals: 1,
+        },
+        Row {
+            figure: "ping, `on HOST ping` to a host without a slot (ms)".into(),
+            met: match (slotless, here) {
+                (Some(s), Some(h)) => judge(s.median - h.median < 5.0),
+                _ => None,
+            },
+            ours: slotless,
+            peer: here,
+            ratio: Ratio::OursOverPeer,
+            target: "median within 5 ms of an unaddressed ping".into(),
+            decimals: 1,
+        },
+        Row {
+            figure: "notifications delivered per second".into(),
+            met: None,
+            ours: summarize(&[f.notify_rate.0]),
+            peer: summarize(&[f.notify_rate.1]),
+            ratio: Ratio::OursOverPeer,
+            target: String::new(),
+            decimals: 0,
+        },
+        Row {
+            figure: "PSS of a member, connected (MiB)".into(),
+            met: judge(f.pss.0 - f.pss.1 < 2.0 * 1024.0),
+            ours: mib(f.pss.0),
+            peer: mib(f.pss.1),
+            ratio: Ratio::OursOverPeer,
+            target: format!(
+                "under 2 MiB over a lone bot (+{:.2} MiB)",
+                (f.pss.0 - f.pss.1) / 1024.0
+            ),
+            decimals: 1,
+        },
+    ]
 }
 
 /// Daemon mode in the same container, for comparison.

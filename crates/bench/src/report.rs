@@ -89,6 +89,9 @@ pub const UNIT_HEAD: [&str; 6] = [
     "",
 ];
 
+/// The columns of the fleet table: a member against a lone bot.
+pub const FLEET_HEAD: [&str; 6] = ["figure", "fleet", "lone bot / here", "ratio", "target", ""];
+
 /// A plain-text table.
 pub fn text(rows: &[Row], head: [&str; 6]) -> String {
     let cells: Vec<[String; 6]> = rows.iter().map(Row::cells).collect();
