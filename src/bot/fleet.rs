@@ -65,11 +65,28 @@ pub(crate) fn address(text: &str) -> Option<(&str, &str)> {
     (!cmd.is_empty()).then_some((target, cmd))
 }
 
-/// The plan for `text` under `config`, given the fleet's `members`.
-pub(crate) fn plan(text: &str, config: &Config, members: &[Member], me: &str) -> Plan {
+/// The plan for `text` from `user` in `channel` under `config`, given the
+/// fleet's `members`.
+pub(crate) fn plan(
+    text: &str,
+    (user, channel): (&str, &str),
+    config: &Config,
+    members: &[Member],
+    me: &str,
+) -> Plan {
     let first = |s: &str| s.split_whitespace().next().unwrap_or("").to_lowercase();
     if let Some((target, cmd)) = address(text) {
         let command = first(cmd);
+        // This host's own access list, where it defines the command too; the
+        // hosts that run it check theirs.
+        if let Some(c) = config.command(&command) {
+            if super::access::check(c, user, channel) != super::access::Verdict::Allowed {
+                tracing::info!(command = %command, user, channel, "refused on the receiving host: its access list");
+                return Plan::Answer(format!(
+                    ":no_entry: You may not run `{command}` here (its `allow_users`/`allow_channels`)."
+                ));
+            }
+        }
         return match hosts::resolve(members, target) {
             Resolved::Hosts(h) if h.is_empty() => {
                 Plan::Answer("No host of the fleet is live right now.".into())
@@ -167,7 +184,13 @@ impl FleetCtx {
             }
             Err(_) => return Plan::Local,
         };
-        plan(&text, config, &members, &self.host)
+        plan(
+            &text,
+            (&req.user, &req.channel),
+            config,
+            &members,
+            &self.host,
+        )
     }
 
     /// Writes the jobs of a plan for `req`; for a fan-out, waits for them
@@ -323,28 +346,60 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(
-            jobs(plan("on web-1 disk /var", &config, &ms, "db-1")),
+            jobs(plan(
+                "on web-1 disk /var",
+                ("U1", "C1"),
+                &config,
+                &ms,
+                "db-1"
+            )),
             (vec!["web-1".to_string()], false)
         );
         assert_eq!(
-            jobs(plan("on web uptime", &config, &ms, "db-1")),
+            jobs(plan("on web uptime", ("U1", "C1"), &config, &ms, "db-1")),
             (vec!["web-1".to_string()], true)
         );
-        assert!(jobs(plan("on all uptime", &config, &ms, "db-1")).1);
+        assert!(jobs(plan("on all uptime", ("U1", "C1"), &config, &ms, "db-1")).1);
         assert!(
-            matches!(plan("on web-2 disk", &config, &ms, "db-1"), Plan::Answer(a) if a.contains("has not been seen"))
+            matches!(plan("on web-2 disk", ("U1", "C1"), &config, &ms, "db-1"), Plan::Answer(a) if a.contains("has not been seen"))
         );
         assert!(
-            matches!(plan("on mail disk", &config, &ms, "db-1"), Plan::Answer(a) if a.contains("no host or tag `mail`") && a.contains("db-1, web-1"))
+            matches!(plan("on mail disk", ("U1", "C1"), &config, &ms, "db-1"), Plan::Answer(a) if a.contains("no host or tag `mail`") && a.contains("db-1, web-1"))
         );
         // Unaddressed: here when defined here, else where it is defined.
-        assert_eq!(plan("disk /var", &config, &ms, "web-1"), Plan::Local);
-        assert_eq!(plan("ping", &config, &ms, "web-1"), Plan::Local);
         assert_eq!(
-            jobs(plan("backup now", &config, &ms, "web-1")),
+            plan("disk /var", ("U1", "C1"), &config, &ms, "web-1"),
+            Plan::Local
+        );
+        assert_eq!(
+            plan("ping", ("U1", "C1"), &config, &ms, "web-1"),
+            Plan::Local
+        );
+        assert_eq!(
+            jobs(plan("backup now", ("U1", "C1"), &config, &ms, "web-1")),
             (vec!["db-1".to_string()], false)
         );
-        assert_eq!(plan("nothing", &config, &ms, "web-1"), Plan::Local);
+        assert_eq!(
+            plan("nothing", ("U1", "C1"), &config, &ms, "web-1"),
+            Plan::Local
+        );
+    }
+
+    #[test]
+    fn the_receiving_host_checks_its_own_access_list_first() {
+        let config: Config = toml::from_str(
+            "[[command]]\nname = \"disk\"\nrun = [\"/bin/df\"]\nallow_users = [\"U9\"]\n",
+        )
+        .unwrap();
+        let ms = [m("web-1", &["web"], &["disk"], true)];
+        assert!(matches!(
+            plan("on web-1 disk", ("U1", "C1"), &config, &ms, "db-1"),
+            Plan::Answer(a) if a.contains("may not run `disk`")
+        ));
+        assert!(matches!(
+            plan("on web-1 disk", ("U9", "C1"), &config, &ms, "db-1"),
+            Plan::Jobs(_)
+        ));
     }
 
     #[test]
