@@ -88,22 +88,27 @@ fn job(r: &postgres::Row) -> Job {
 /// Writes the jobs (a request's jobs already written are kept, not
 /// doubled: a request handled again after a crash finds them) and wakes
 /// their targets.
+///
+/// The jobs are one request's (all alike but for their target); they are
+/// written and their targets woken in one statement, one round trip.
 pub(crate) fn create(c: &mut Client, jobs: &[NewJob]) -> Result<(), postgres::Error> {
-    let mut tx = c.transaction()?;
-    for j in jobs {
-        let deadline = j.deadline.as_secs_f64();
-        tx.execute(
-            "INSERT INTO sbd_jobs (request, target, command, text, user_id, channel, team, thread_ts, event_json, origin, deadline_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + make_interval(secs => $11))
-             ON CONFLICT (request, target) DO NOTHING",
-            &[
-                &j.request, &j.target, &j.command, &j.text, &j.user_id, &j.channel, &j.team,
-                &j.thread_ts, &j.event_json, &j.origin, &deadline,
-            ],
-        )?;
-        tx.execute("SELECT pg_notify($1, '')", &[&channel(&j.target)])?;
-    }
-    tx.commit()
+    let Some(j) = jobs.first() else { return Ok(()) };
+    let targets: Vec<&str> = jobs.iter().map(|j| j.target.as_str()).collect();
+    let deadline = j.deadline.as_secs_f64();
+    c.execute(
+        "WITH made AS (
+            INSERT INTO sbd_jobs (request, target, command, text, user_id, channel, team, thread_ts, event_json, origin, deadline_at)
+            SELECT $1, t, $3, $4, $5, $6, $7, $8, $9, $10, now() + make_interval(secs => $11)
+            FROM unnest($2::text[]) AS t
+            ON CONFLICT (request, target) DO NOTHING
+            RETURNING target)
+         SELECT pg_notify('sbd_jobs:' || target, '') FROM made",
+        &[
+            &j.request, &targets, &j.command, &j.text, &j.user_id, &j.channel, &j.team,
+            &j.thread_ts, &j.event_json, &j.origin, &deadline,
+        ],
+    )
+    .map(|_| ())
 }
 
 /// Claims up to `limit` of `host`'s queued jobs: from this commit on they
